@@ -1,0 +1,31 @@
+#include "cli/cli.h"
+
+#include <fmt/core.h>
+
+#include "core/error.h"
+
+namespace dt {
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{
+      "deltatune: LoRA fine-tuning and inference for Qwen3.5 hybrid (Gated DeltaNet + gated "
+      "attention) models on the CPU."};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every command");
+  register_init_model(app);
+  register_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  } catch (const Error& error) {
+    fmt::print(stderr, "error: {}\n", error.what());
+    return 1;
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "error: {}\n", error.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace dt

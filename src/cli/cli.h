@@ -1,0 +1,14 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace dt {
+
+// Parses the command line, runs the chosen command, prints any error to stderr and returns the
+// process exit code.
+int run_cli(int argc, char** argv);
+
+// One function per command file (src/cli/cmd_*.cpp): adds the subcommand and its callback.
+void register_init_model(CLI::App& app);
+void register_info(CLI::App& app);
+
+}  // namespace dt
