@@ -1,0 +1,505 @@
+#!/usr/bin/python3
+"""Independent PyTorch reference of the Qwen3.5 text model (spec qwen35-reference.md §3, §4, §5.1).
+
+Written from the spec, not from the C++ engine. Every function takes plain tensors and a weights
+dict (canonical names without the checkpoint's stack prefix: "embed_tokens.weight",
+"layers.3.self_attn.q_proj.weight", "norm.weight", "lm_head.weight"), so autograd gradients work and
+a LoRA delta can be added in `linear` later (y = x W^T + s * (x A^T) B^T).
+
+Computes in float64 by default (parity); `load_model(..., dtype=torch.float32)` is the fast mode used
+by the benchmark. Runs under torch 1.13 without the safetensors package.
+
+Command line:
+  qwen35_reference.py logits --model DIR --tokens 1,2,3 --out FILE.npy|FILE.safetensors [--recurrent]
+  qwen35_reference.py greedy --model DIR --tokens 1,2,3 --max-tokens 32
+  qwen35_reference.py self-check
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+
+CHUNK_SIZE = 64
+L2NORM_EPS = 1e-6
+
+# ---------------------------------------------------------------------------------------------
+# safetensors (spec §8)
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "F64": torch.float64,
+                       "I32": torch.int32, "I64": torch.int64, "I16": torch.int16, "U8": torch.uint8,
+                       "I8": torch.int8, "BOOL": torch.bool}
+
+
+def _bf16_bits_to_float32(raw):
+    """BF16 bytes -> float32: the 16 bits become the high half of each little-endian f32 word."""
+    bits = torch.frombuffer(raw, dtype=torch.int16) if len(raw) else torch.empty(0, dtype=torch.int16)
+    words = torch.zeros(bits.numel(), 2, dtype=torch.int16)
+    words[:, 1] = bits
+    return words.view(torch.float32).reshape(-1)
+
+
+def read_safetensors(path):
+    """Returns {name: tensor} of one safetensors file (BF16 widened to float32) and its metadata."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: shorter than the 8-byte header length")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if 8 + header_len > len(data):
+        raise ValueError(f"{path}: header length {header_len} exceeds the file size {len(data)}")
+    header = json.loads(data[8:8 + header_len].decode("utf-8"))
+    buffer = memoryview(data)[8 + header_len:]
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        shape = info["shape"]
+        raw = bytearray(buffer[begin:end])
+        dtype = info["dtype"]
+        if dtype == "BF16":
+            flat = _bf16_bits_to_float32(raw)
+        elif dtype in _SAFETENSORS_DTYPES:
+            torch_dtype = _SAFETENSORS_DTYPES[dtype]
+            flat = torch.frombuffer(raw, dtype=torch_dtype) if len(raw) else torch.empty(0, dtype=torch_dtype)
+        else:
+            raise ValueError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+        if flat.numel() != math.prod(shape):
+            raise ValueError(f"{path}: tensor {name} holds {flat.numel()} values, shape {shape} needs {math.prod(shape)}")
+        tensors[name] = flat.reshape(shape)
+    return tensors, metadata
+
+
+def write_safetensors(path, tensors):
+    """Writes {name: tensor} as F32 (used for the reference's own logits output)."""
+    header, chunks, offset = {}, [], 0
+    for name in sorted(tensors):
+        array = tensors[name].detach().to(torch.float32).contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(array)]}
+        chunks.append(array)
+        offset += len(array)
+    encoded = json.dumps(header).encode("utf-8")
+    encoded += b" " * ((8 - len(encoded) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for chunk in chunks:
+            f.write(chunk)
+
+
+def read_checkpoint(model_dir):
+    """All tensors of model.safetensors or of the shards named in model.safetensors.index.json."""
+    index_path = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index_path):
+        with open(index_path) as f:
+            weight_map = json.load(f)["weight_map"]
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            shard_tensors, _ = read_safetensors(os.path.join(model_dir, shard))
+            tensors.update(shard_tensors)
+        missing = [name for name in weight_map if name not in tensors]
+        if missing:
+            raise ValueError(f"{index_path}: tensors named in weight_map not found in the shards: {missing[:5]}")
+        return tensors
+    tensors, _ = read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    return tensors
+
+
+# ---------------------------------------------------------------------------------------------
+# config (spec §1)
+
+def parse_config(document):
+    """The text config as a flat dict, from the qwen3_5 wrapper (text_config) or qwen3_5_text form."""
+    text = document.get("text_config", document)
+    cfg = {key: text[key] for key in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
+        "linear_value_head_dim", "linear_conv_kernel_dim")}
+    cfg["head_dim"] = text.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    cfg["rms_norm_eps"] = text.get("rms_norm_eps", 1e-6)
+    rope = text.get("rope_parameters") or {}
+    cfg["rope_theta"] = rope.get("rope_theta", text.get("rope_theta", 10000.0))
+    cfg["partial_rotary_factor"] = rope.get("partial_rotary_factor", text.get("partial_rotary_factor", 0.25))
+    cfg["attn_output_gate"] = text.get("attn_output_gate", True)
+    if "layer_types" in text:
+        cfg["layer_types"] = list(text["layer_types"])
+    else:
+        interval = text.get("full_attention_interval", 4)
+        cfg["layer_types"] = ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
+                              for i in range(cfg["num_hidden_layers"])]
+    if len(cfg["layer_types"]) != cfg["num_hidden_layers"]:
+        raise ValueError(f"layer_types has {len(cfg['layer_types'])} entries, num_hidden_layers is {cfg['num_hidden_layers']}")
+    tie = text.get("tie_word_embeddings", document.get("tie_word_embeddings", False))
+    cfg["tie_word_embeddings"] = bool(tie)
+    cfg["rotary_dim"] = int(cfg["head_dim"] * cfg["partial_rotary_factor"])
+    if cfg["rotary_dim"] <= 0 or cfg["rotary_dim"] % 2:
+        raise ValueError(f"rotary dim {cfg['rotary_dim']} must be positive and even")
+    return cfg
+
+
+def load_model(model_dir, dtype=torch.float64):
+    """(config, weights) with canonical weight names; the head is tied when lm_head.weight is absent."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = parse_config(json.load(f))
+    raw = read_checkpoint(model_dir)
+    if "model.language_model.embed_tokens.weight" in raw:
+        prefix = "model.language_model."
+    elif "model.embed_tokens.weight" in raw:
+        prefix = "model."
+    else:
+        raise ValueError(f"{model_dir}: no embed_tokens.weight under model.language_model. or model.")
+    weights = {}
+    for name, tensor in raw.items():
+        if name.startswith(prefix):
+            weights[name[len(prefix):]] = tensor.to(dtype)
+        elif name == "lm_head.weight":
+            weights[name] = tensor.to(dtype)
+    if "lm_head.weight" not in weights:
+        weights["lm_head.weight"] = weights["embed_tokens.weight"]
+    cfg["checkpoint_prefix"] = prefix
+    return cfg, weights
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks (spec §3)
+
+def linear(weights, name, x):
+    """x W^T for the module `name` (e.g. "layers.0.mlp.up_proj"); the one place a LoRA delta goes."""
+    return x @ weights[name + ".weight"].t()
+
+
+def rms_norm_zero_centred(x, weight, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight)
+
+
+def gated_rms_norm(x, gate, weight, eps):
+    """Norm first, then gate: w * (x / rms(x)) * silu(z); plain weight."""
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)) * F.silu(gate)
+
+
+def l2norm(x):
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + L2NORM_EPS)
+
+
+def mlp(weights, prefix, x):
+    return linear(weights, prefix + "down_proj",
+                  F.silu(linear(weights, prefix + "gate_proj", x)) * linear(weights, prefix + "up_proj", x))
+
+
+def rotary_cos_sin(cfg, positions, dtype):
+    rotary_dim = cfg["rotary_dim"]
+    inv_freq = cfg["rope_theta"] ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+    freqs = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    angles = torch.cat([freqs, freqs], dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate-half RoPE on the first R dims of x [T, heads, hd]; dims R.. pass through."""
+    rotary_dim = cos.shape[-1]
+    rotated, passthrough = x[..., :rotary_dim], x[..., rotary_dim:]
+    half = rotary_dim // 2
+    rotate_half = torch.cat([-rotated[..., half:], rotated[..., :half]], dim=-1)
+    rotated = rotated * cos[:, None, :] + rotate_half * sin[:, None, :]
+    return torch.cat([rotated, passthrough], dim=-1)
+
+
+def gated_attention(cfg, weights, prefix, x, position, cache):
+    """Spec §3.4. `cache` (dict or None) holds "keys"/"values" [nkv, T_past, hd]."""
+    seq_len = x.shape[0]
+    nq, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    projected = linear(weights, prefix + "q_proj", x)
+    if cfg["attn_output_gate"]:
+        projected = projected.view(seq_len, nq, 2 * hd)
+        query, gate = projected[..., :hd], projected[..., hd:].reshape(seq_len, nq * hd)
+    else:
+        query, gate = projected.view(seq_len, nq, hd), None
+    key = linear(weights, prefix + "k_proj", x).view(seq_len, nkv, hd)
+    value = linear(weights, prefix + "v_proj", x).view(seq_len, nkv, hd)
+    eps = cfg["rms_norm_eps"]
+    query = rms_norm_zero_centred(query, weights[prefix + "q_norm.weight"], eps)
+    key = rms_norm_zero_centred(key, weights[prefix + "k_norm.weight"], eps)
+    positions = torch.arange(position, position + seq_len)
+    cos, sin = rotary_cos_sin(cfg, positions, x.dtype)
+    query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+    key, value = key.transpose(0, 1), value.transpose(0, 1)  # [nkv, T, hd]
+    if cache is not None:
+        if "keys" in cache:
+            key = torch.cat([cache["keys"], key], dim=1)
+            value = torch.cat([cache["values"], value], dim=1)
+        cache["keys"], cache["values"] = key, value
+    group = nq // nkv
+    key, value = key.repeat_interleave(group, dim=0), value.repeat_interleave(group, dim=0)
+    scores = query.transpose(0, 1) @ key.transpose(1, 2) * hd ** -0.5  # [nq, T, T_total]
+    total = key.shape[1]
+    query_pos = torch.arange(position, position + seq_len)[:, None]
+    key_pos = torch.arange(total)[None, :]
+    scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
+    attended = (torch.softmax(scores, dim=-1) @ value).transpose(0, 1).reshape(seq_len, nq * hd)
+    if gate is not None:
+        attended = attended * torch.sigmoid(gate)
+    return linear(weights, prefix + "o_proj", attended)
+
+
+# ---------------------------------------------------------------------------------------------
+# gated delta rule (spec §3.6 step 7, §5.1). Inputs per v-head: q, k [T, nv, dk] (l2-normalised,
+# q already scaled by dk^-1/2), v [T, nv, dv], g, beta [T, nv]; state [nv, dk, dv].
+
+def recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=None):
+    nv, dk, dv = v.shape[1], k.shape[2], v.shape[2]
+    state = initial_state if initial_state is not None else v.new_zeros(nv, dk, dv)
+    outputs = []
+    for t in range(q.shape[0]):
+        state = state * g[t].exp()[:, None, None]
+        predicted = (state * k[t][:, :, None]).sum(1)               # S^T k  [nv, dv]
+        update = beta[t][:, None] * (v[t] - predicted)
+        state = state + k[t][:, :, None] * update[:, None, :]
+        outputs.append((state * q[t][:, :, None]).sum(1))           # S^T q
+    return torch.stack(outputs) if outputs else v.new_zeros(0, nv, dv), state
+
+
+def chunked_gated_delta_rule(q, k, v, g, beta, initial_state=None, chunk_size=CHUNK_SIZE):
+    """WY/UT chunked form in log space; T padded with zeros to a multiple of chunk_size."""
+    seq_len, nv, dk, dv = q.shape[0], q.shape[1], k.shape[2], v.shape[2]
+    pad = (-seq_len) % chunk_size
+    q, k, v = (F.pad(x, (0, 0, 0, 0, 0, pad)) for x in (q, k, v))
+    g, beta = (F.pad(x, (0, 0, 0, pad)) for x in (g, beta))
+    chunks = (seq_len + pad) // chunk_size
+    # -> [nv, chunks, C, d]
+    q, k, v = (x.transpose(0, 1).reshape(nv, chunks, chunk_size, -1) for x in (q, k, v))
+    g, beta = (x.transpose(0, 1).reshape(nv, chunks, chunk_size) for x in (g, beta))
+    cumulative = g.cumsum(-1)                                           # G_i
+    lower = torch.ones(chunk_size, chunk_size, dtype=torch.bool).tril()
+    # Gamma_ij = exp(G_i - G_j) for i >= j; the upper triangle is masked before exp (no overflow).
+    log_decay = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill(~lower, float("-inf"))
+    decay = log_decay.exp()
+    strict = ~lower | torch.eye(chunk_size, dtype=torch.bool)
+    a_matrix = (beta[..., :, None] * (k @ k.transpose(-1, -2)) * decay).masked_fill(strict, 0.0)
+    identity = torch.eye(chunk_size, dtype=q.dtype).expand_as(a_matrix)
+    t_matrix = torch.linalg.solve_triangular(identity + a_matrix, identity, upper=False, unitriangular=True)
+    w = t_matrix @ (k * (beta * cumulative.exp())[..., None])
+    u = t_matrix @ (v * beta[..., None])
+    state = initial_state if initial_state is not None else v.new_zeros(nv, dk, dv)
+    outputs = []
+    for n in range(chunks):
+        q_n, k_n, g_n = q[:, n], k[:, n], cumulative[:, n]
+        v_new = u[:, n] - w[:, n] @ state
+        intra = (q_n @ k_n.transpose(-1, -2)) * decay[:, n]
+        outputs.append((q_n * g_n.exp()[..., None]) @ state + intra @ v_new)
+        to_end = (g_n[:, -1:] - g_n).exp()                              # e_i = exp(G_C - G_i)
+        state = state * g_n[:, -1].exp()[:, None, None] + (k_n * to_end[..., None]).transpose(-1, -2) @ v_new
+    output = torch.stack(outputs, dim=1).reshape(nv, chunks * chunk_size, dv).transpose(0, 1)
+    return output[:seq_len], state
+
+
+def gated_deltanet(cfg, weights, prefix, x, cache, recurrent):
+    """Spec §3.6. `cache` (dict or None) holds "conv" [Kc-1, conv_dim] and "state" [nv, dk, dv]."""
+    seq_len = x.shape[0]
+    nk, nv = cfg["linear_num_key_heads"], cfg["linear_num_value_heads"]
+    dk, dv, kernel = cfg["linear_key_head_dim"], cfg["linear_value_head_dim"], cfg["linear_conv_kernel_dim"]
+    key_dim = nk * dk
+    projected = linear(weights, prefix + "in_proj_qkv", x)              # [T, conv_dim]
+    z = linear(weights, prefix + "in_proj_z", x).view(seq_len, nv, dv)
+    b = linear(weights, prefix + "in_proj_b", x)
+    a = linear(weights, prefix + "in_proj_a", x)
+    conv_weight = weights[prefix + "conv1d.weight"]                     # [conv_dim, 1, Kc]
+    conv_dim = conv_weight.shape[0]
+    if cache is not None and "conv" in cache:
+        window = torch.cat([cache["conv"], projected], dim=0)
+        convolved = F.conv1d(window.t()[None], conv_weight, groups=conv_dim)[0].t()
+    else:
+        window = torch.cat([projected.new_zeros(kernel - 1, conv_dim), projected], dim=0)
+        convolved = F.conv1d(projected.t()[None], conv_weight, padding=kernel - 1, groups=conv_dim)[0, :, :seq_len].t()
+    convolved = F.silu(convolved)
+    query = convolved[:, :key_dim].reshape(seq_len, nk, dk)
+    key = convolved[:, key_dim:2 * key_dim].reshape(seq_len, nk, dk)
+    value = convolved[:, 2 * key_dim:].reshape(seq_len, nv, dv)
+    beta = torch.sigmoid(b)
+    g = -weights[prefix + "A_log"].exp() * F.softplus(a + weights[prefix + "dt_bias"], beta=1.0, threshold=20.0)
+    ratio = nv // nk
+    query = l2norm(query).repeat_interleave(ratio, dim=1) * dk ** -0.5
+    key = l2norm(key).repeat_interleave(ratio, dim=1)
+    initial = cache.get("state") if cache is not None else None
+    rule = recurrent_gated_delta_rule if recurrent else chunked_gated_delta_rule
+    output, state = rule(query, key, value, g, beta, initial)
+    if cache is not None:
+        cache["conv"], cache["state"] = window[-(kernel - 1):], state
+    output = gated_rms_norm(output, z, weights[prefix + "norm.weight"], cfg["rms_norm_eps"])
+    return linear(weights, prefix + "out_proj", output.reshape(seq_len, nv * dv))
+
+
+# ---------------------------------------------------------------------------------------------
+# model (spec §3.1, §4)
+
+def new_cache(cfg):
+    return {"position": 0, "layers": [{} for _ in range(cfg["num_hidden_layers"])]}
+
+
+def forward(cfg, weights, tokens, cache=None, recurrent=False):
+    """Logits [T, vocab] for `tokens` (list or 1-D tensor), continuing from `cache` when given."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    position = cache["position"] if cache is not None else 0
+    eps = cfg["rms_norm_eps"]
+    hidden = weights["embed_tokens.weight"][tokens]
+    for i, layer_type in enumerate(cfg["layer_types"]):
+        prefix = f"layers.{i}."
+        layer_cache = cache["layers"][i] if cache is not None else None
+        x = rms_norm_zero_centred(hidden, weights[prefix + "input_layernorm.weight"], eps)
+        if layer_type == "linear_attention":
+            x = gated_deltanet(cfg, weights, prefix + "linear_attn.", x, layer_cache, recurrent)
+        else:
+            x = gated_attention(cfg, weights, prefix + "self_attn.", x, position, layer_cache)
+        hidden = hidden + x
+        x = rms_norm_zero_centred(hidden, weights[prefix + "post_attention_layernorm.weight"], eps)
+        hidden = hidden + mlp(weights, prefix + "mlp.", x)
+    if cache is not None:
+        cache["position"] = position + len(tokens)
+    hidden = rms_norm_zero_centred(hidden, weights["norm.weight"], eps)
+    return hidden @ weights["lm_head.weight"].t()
+
+
+def greedy_continuation(cfg, weights, prompt, count, use_cache=True):
+    """`count` greedy tokens after `prompt` (first maximum wins ties, like argmax)."""
+    with torch.no_grad():
+        generated = []
+        if use_cache:
+            cache = new_cache(cfg)
+            logits = forward(cfg, weights, prompt, cache)
+            for _ in range(count):
+                generated.append(int(torch.argmax(logits[-1])))
+                logits = forward(cfg, weights, [generated[-1]], cache)
+        else:
+            for _ in range(count):
+                logits = forward(cfg, weights, list(prompt) + generated)
+                generated.append(int(torch.argmax(logits[-1])))
+    return generated
+
+
+# ---------------------------------------------------------------------------------------------
+# self-check: chunked == recurrent in float64
+
+def self_check(tolerance=1e-10):
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for seq_len, decay_scale, with_state in ((1, 1.0, False), (63, 1.0, True), (64, 21.0, False),
+                                             (65, 0.05, True), (150, 5.0, True)):
+        nv, dk, dv = 3, 5, 4
+        q = l2norm(torch.randn(seq_len, nv, dk, generator=generator, dtype=torch.float64)) * dk ** -0.5
+        k = l2norm(torch.randn(seq_len, nv, dk, generator=generator, dtype=torch.float64))
+        v = torch.randn(seq_len, nv, dv, generator=generator, dtype=torch.float64)
+        g = -decay_scale * torch.rand(seq_len, nv, generator=generator, dtype=torch.float64)
+        beta = torch.rand(seq_len, nv, generator=generator, dtype=torch.float64)
+        state = torch.randn(nv, dk, dv, generator=generator, dtype=torch.float64) if with_state else None
+        out_r, state_r = recurrent_gated_delta_rule(q, k, v, g, beta, state)
+        out_c, state_c = chunked_gated_delta_rule(q, k, v, g, beta, state)
+        for name, a, b in (("output", out_r, out_c), ("state", state_r, state_c)):
+            error = float((a - b).abs().max())
+            if not math.isfinite(error) or error > tolerance:
+                raise AssertionError(f"chunked vs recurrent {name} differ by {error} (T={seq_len}, decay {decay_scale})")
+            worst = max(worst, error)
+    return worst
+
+
+def random_model(seed=0, **overrides):
+    """An asymmetric random config and weights held in memory (nk != nv, dk != dv, nq != nkv,
+    randomised norms, untied head) for self-checks."""
+    generator = torch.Generator().manual_seed(seed)
+    cfg = parse_config(dict({
+        "vocab_size": 97, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "linear_num_key_heads": 2,
+        "linear_num_value_heads": 6, "linear_key_head_dim": 8, "linear_value_head_dim": 12,
+        "linear_conv_kernel_dim": 4, "full_attention_interval": 2,
+        "rope_parameters": {"rope_theta": 10000.0, "partial_rotary_factor": 0.5}}, **overrides))
+    hidden, nq, nkv, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    nk, nv = cfg["linear_num_key_heads"], cfg["linear_num_value_heads"]
+    dk, dv, kernel = cfg["linear_key_head_dim"], cfg["linear_value_head_dim"], cfg["linear_conv_kernel_dim"]
+
+    def normal(*shape, std=0.2):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64) * std
+
+    weights = {"embed_tokens.weight": normal(cfg["vocab_size"], hidden, std=1.0),
+               "norm.weight": normal(hidden, std=0.1), "lm_head.weight": normal(cfg["vocab_size"], hidden)}
+    for i, layer_type in enumerate(cfg["layer_types"]):
+        p = f"layers.{i}."
+        weights.update({p + "input_layernorm.weight": normal(hidden, std=0.1),
+                        p + "post_attention_layernorm.weight": normal(hidden, std=0.1),
+                        p + "mlp.gate_proj.weight": normal(cfg["intermediate_size"], hidden),
+                        p + "mlp.up_proj.weight": normal(cfg["intermediate_size"], hidden),
+                        p + "mlp.down_proj.weight": normal(hidden, cfg["intermediate_size"])})
+        if layer_type == "linear_attention":
+            p += "linear_attn."
+            weights.update({p + "in_proj_qkv.weight": normal(2 * nk * dk + nv * dv, hidden),
+                            p + "in_proj_z.weight": normal(nv * dv, hidden),
+                            p + "in_proj_b.weight": normal(nv, hidden), p + "in_proj_a.weight": normal(nv, hidden),
+                            p + "conv1d.weight": normal(2 * nk * dk + nv * dv, 1, kernel, std=0.5),
+                            p + "A_log": torch.log(torch.rand(nv, generator=generator, dtype=torch.float64) * 16 + 0.01),
+                            p + "dt_bias": 1.0 + normal(nv, std=0.1), p + "norm.weight": 1.0 + normal(dv, std=0.1),
+                            p + "out_proj.weight": normal(hidden, nv * dv)})
+        else:
+            p += "self_attn."
+            weights.update({p + "q_proj.weight": normal(2 * nq * hd, hidden), p + "k_proj.weight": normal(nkv * hd, hidden),
+                            p + "v_proj.weight": normal(nkv * hd, hidden), p + "o_proj.weight": normal(hidden, nq * hd),
+                            p + "q_norm.weight": normal(hd, std=0.1), p + "k_norm.weight": normal(hd, std=0.1)})
+    return cfg, weights
+
+
+def self_check_model(tolerance=1e-10):
+    """Whole model: chunked == recurrent, and cached prefill + decode == one full forward."""
+    cfg, weights = random_model()
+    tokens = torch.randint(0, cfg["vocab_size"], (140,), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = forward(cfg, weights, tokens)
+        checks = {"recurrent": forward(cfg, weights, tokens, recurrent=True)}
+        cache = new_cache(cfg)
+        pieces = [forward(cfg, weights, tokens[:70], cache), forward(cfg, weights, tokens[70:135], cache)]
+        pieces += [forward(cfg, weights, tokens[t:t + 1], cache, recurrent=True) for t in range(135, 140)]
+        checks["cached"] = torch.cat(pieces)
+    worst = 0.0
+    for name, other in checks.items():
+        error = float(((other - full).norm() / full.norm()))
+        if not math.isfinite(error) or error > tolerance:
+            raise AssertionError(f"model {name} logits differ from the full chunked forward by {error} (relative L2)")
+        worst = max(worst, error)
+    return worst
+
+
+def _parse_tokens(text):
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    logits_parser = sub.add_parser("logits", help="write logits [T, vocab] as F32 safetensors")
+    logits_parser.add_argument("--model", required=True)
+    logits_parser.add_argument("--tokens", required=True)
+    logits_parser.add_argument("--out", required=True)
+    logits_parser.add_argument("--recurrent", action="store_true")
+    greedy_parser = sub.add_parser("greedy", help="print greedy continuation ids, comma-separated")
+    greedy_parser.add_argument("--model", required=True)
+    greedy_parser.add_argument("--tokens", required=True)
+    greedy_parser.add_argument("--max-tokens", type=int, default=32)
+    sub.add_parser("self-check", help="chunked vs recurrent delta rule in float64")
+    args = parser.parse_args(argv)
+    if args.command == "self-check":
+        print(f"delta rule: chunked == recurrent, max abs difference {self_check():.3g}")
+        print(f"model: recurrent and cached == chunked, relative L2 difference {self_check_model():.3g}")
+    elif args.command == "logits":
+        cfg, weights = load_model(args.model)
+        with torch.no_grad():
+            logits = forward(cfg, weights, _parse_tokens(args.tokens), recurrent=args.recurrent)
+        write_safetensors(args.out, {"logits": logits})
+    else:
+        cfg, weights = load_model(args.model)
+        print(",".join(str(t) for t in greedy_continuation(cfg, weights, _parse_tokens(args.tokens), args.max_tokens)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
