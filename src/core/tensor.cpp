@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 
@@ -13,10 +14,13 @@ namespace dt {
 std::string shape_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 uint64_t shape_numel(const Shape& shape) {
+  for (int64_t dim : shape)
+    if (dim < 0) fail("negative dimension in shape {}", shape_string(shape));
+  // A zero dim makes the tensor empty however large the other dims are.
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   uint64_t numel = 1;
   for (int64_t dim : shape) {
-    if (dim < 0) fail("negative dimension in shape {}", shape_string(shape));
-    if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / uint64_t(dim))
+    if (numel > uint64_t(std::numeric_limits<int64_t>::max()) / uint64_t(dim))
       fail("shape {} has too many elements", shape_string(shape));
     numel *= uint64_t(dim);
   }
@@ -85,7 +89,7 @@ float* Tensor::f32() {
 }
 
 std::vector<float> Tensor::to_f32_vector() const {
-  std::vector<float> values(size_t(numel_));
+  std::vector<float> values(static_cast<size_t>(numel_));
   convert_to_f32(dtype_, data_, values.data(), values.size());
   return values;
 }

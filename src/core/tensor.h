@@ -15,7 +15,7 @@ namespace dt {
 using Shape = std::vector<int64_t>;
 
 std::string shape_string(const Shape& shape);  // "[3, 4]"
-// Product of the dims; fails on negative dims or overflow.
+// Product of the dims (0 when any dim is 0); fails on negative dims or more than INT64_MAX elements.
 uint64_t shape_numel(const Shape& shape);
 
 class Tensor {

@@ -57,11 +57,17 @@ std::string read_text_file(const std::filesystem::path& path) {
 }
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents) {
+  write_file_atomic(path, [&](std::ostream& stream) {
+    stream.write(contents.data(), std::streamsize(contents.size()));
+  });
+}
+
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
   const std::filesystem::path temporary = path.string() + ".tmp";
   {
     std::ofstream stream(temporary, std::ios::binary | std::ios::trunc);
     if (!stream) fail("{}: cannot open for writing", temporary.string());
-    stream.write(contents.data(), std::streamsize(contents.size()));
+    write(stream);
     stream.flush();
     if (!stream) fail("{}: write failed (disk full?)", temporary.string());
   }

@@ -3,8 +3,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <ostream>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace dt {
 
@@ -31,5 +34,7 @@ class MappedFile {
 std::string read_text_file(const std::filesystem::path& path);
 // Writes `contents` to `path` atomically: a temporary file in the same folder, then rename.
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
+// The same, streaming: `write` fills the temporary file's stream.
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
 
 }  // namespace dt

@@ -40,8 +40,12 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return parsed_.metadata; }
   const std::vector<TensorInfo>& tensors() const { return parsed_.tensors; }
   const TensorInfo* find(const std::string& name) const;
-  // Zero-copy view of a tensor in its stored dtype; fails naming the file when absent.
+  // Zero-copy view of a tensor in its stored dtype (an owned copy when the bytes are not aligned
+  // to the element size, as in files whose header is not padded); fails naming the file when absent.
   Tensor get(const std::string& name) const;
+  // The tensor as `dtype`: the zero-copy view when the stored dtype matches, otherwise a converted
+  // copy (F32, BF16 and F16 only).
+  Tensor get(const std::string& name, DType dtype) const;
 
  private:
   std::shared_ptr<const MappedFile> file_;
@@ -59,11 +63,16 @@ class Checkpoint {
   bool contains(const std::string& name) const { return location_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
   Tensor get(const std::string& name) const;
+  Tensor get(const std::string& name, DType dtype) const;  // as SafetensorsFile::get(name, dtype)
   // The file holding `name` (for error messages).
   const std::filesystem::path& file_of(const std::string& name) const;
   const std::vector<SafetensorsFile>& files() const { return files_; }
+  const std::filesystem::path& path() const { return path_; }
 
  private:
+  const SafetensorsFile& file_holding(const std::string& name) const;
+
+  std::filesystem::path path_;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> location_;  // tensor name -> index into files_
 };
@@ -83,7 +92,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Name
 
 // Writes a checkpoint into `directory`: model.safetensors when `shards` is 1, otherwise
 // model-0000i-of-0000N.safetensors plus model.safetensors.index.json (tensors assigned in order,
-// balanced by bytes). Tensors keep the order given.
+// balanced by bytes, at least one per shard; indent 2, sorted keys). Tensors keep the order given.
+// Writing a single file removes a stale model.safetensors.index.json, which would otherwise win.
 void write_checkpoint(const std::filesystem::path& directory, const std::vector<NamedTensor>& tensors,
                       int shards, const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
