@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,14 @@ struct ModelConfig {
   int64_t rotary_dim() const { return int64_t(double(head_dim) * partial_rotary_factor); }
   // Width of q_proj's output: per head [query | gate] when attn_output_gate.
   int64_t q_proj_out() const { return (attn_output_gate ? 2 : 1) * num_attention_heads * head_dim; }
+
+  bool operator==(const ModelConfig&) const = default;
 };
+
+// Parses "linear_attention" / "full_attention"; nullopt for anything else.
+std::optional<LayerType> parse_layer_type(std::string_view name);
+// One letter per layer, grouped by four: "LLLF LLLF".
+std::string layer_pattern_string(const std::vector<LayerType>& layer_types);
 
 // Parses and validates; `source` names the file in errors.
 ModelConfig parse_config(const nlohmann::json& document, const std::string& source);

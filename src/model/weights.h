@@ -36,6 +36,7 @@ struct LayerWeights {
 
   // The weight of one of the twelve linear modules (fails when the layer lacks it).
   const Tensor& linear(LinearKind kind) const;
+  Tensor& linear(LinearKind kind);
 };
 
 struct ModelWeights {
