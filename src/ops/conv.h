@@ -1,0 +1,13 @@
+#pragma once
+// Causal depthwise 1-D convolution plus SiLU of the DeltaNet input (spec §3.6 step 2, §4).
+#include <cstdint>
+
+namespace dt {
+
+// input [tokens, channels]; weight [channels, kernel] (tap kernel-1 multiplies the current token);
+// state [kernel-1, channels] holds the previous kernel-1 inputs, oldest first (zeros at sequence
+// start) and is advanced past the new tokens. out [tokens, channels] = silu(conv); no bias.
+void causal_conv_silu(const float* input, int64_t tokens, int64_t channels, const float* weight,
+                      int64_t kernel, float* state, float* out);
+
+}  // namespace dt

@@ -1,0 +1,46 @@
+#pragma once
+// The gated delta rule of Gated DeltaNet (spec §3.6 steps 4-7, §5.1-5.2), per value head h with
+// state S_h [dk, dv]:  S <- exp(g) S;  u = beta (v - S^T k);  S <- S + k u^T;  o = scale S^T q.
+// Value head h reads q/k head h / (value_heads / key_heads).
+#include <cstdint>
+
+namespace dt {
+
+// Per-token log decay below this is clamped to it: exp() of either is exactly 0 in f32 and f64, so
+// nothing changes, but cumulative sums stay finite (no -inf - -inf = NaN).
+inline constexpr float kMinLogDecay = -1000.0f;
+
+// beta = sigmoid(b); g = -exp(A_log) * softplus(a + dt_bias), clamped to [kMinLogDecay, 0].
+// b, a, beta, g: [tokens, heads]; A_log, dt_bias: [heads]. Always finite: a zero softplus gives
+// g = 0 even when exp(A_log) overflows.
+void gated_delta_gates(const float* b, const float* a, int64_t tokens, int64_t heads,
+                       const float* A_log, const float* dt_bias, float* beta, float* g);
+
+struct DeltaRuleProblem {
+  int64_t tokens = 0;
+  int64_t key_heads = 0, value_heads = 0;  // nk, nv
+  int64_t key_dim = 0, value_dim = 0;      // dk, dv
+  // Token t, head i starts at base + t * stride + i * head_dim. q and k are l2-normalised; q is
+  // not yet scaled.
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  const float* k = nullptr;
+  int64_t k_stride = 0;
+  const float* v = nullptr;
+  int64_t v_stride = 0;
+  const float* beta = nullptr;  // [tokens, value_heads]
+  const float* g = nullptr;     // [tokens, value_heads], <= 0
+  float scale = 1.0f;           // applied to q (dk^-1/2 in the model)
+};
+
+// state [value_heads, dk, dv]: the state before the first token on entry, after the last on exit.
+// out [tokens, value_heads * dv].
+
+// Token-by-token recurrence: the reference, and the decode path.
+void delta_rule_recurrent(const DeltaRuleProblem& problem, float* state, float* out);
+
+// Chunked WY/UT form (spec §5.1) with chunks of `chunk` tokens; decays are handled in log space
+// and only non-positive numbers are exponentiated. Parallel over value heads.
+void delta_rule_chunked(const DeltaRuleProblem& problem, float* state, float* out, int64_t chunk = 64);
+
+}  // namespace dt

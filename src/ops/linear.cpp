@@ -1,0 +1,149 @@
+#include "ops/linear.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+
+namespace dt {
+namespace {
+
+void check_weight(const Tensor& weight) {
+  if (weight.rank() != 2)
+    fail("linear: weight has shape {}, expected [out, in]", shape_string(weight.shape()));
+  if (!is_float_storage(weight.dtype()))
+    fail("linear: weight is {}, expected F32, BF16 or F16", dtype_name(weight.dtype()));
+}
+
+const uint16_t* half_rows(const Tensor& weight) { return static_cast<const uint16_t*>(weight.data()); }
+
+// One row of 16-bit floats to f32.
+void half_row_to_f32(DType dtype, const uint16_t* source, float* destination, int64_t count) {
+  int64_t i = 0;
+#ifdef __AVX2__
+  if (dtype == DType::BF16) {
+    for (; i + 8 <= count; i += 8) {
+      const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source + i));
+      const __m256i widened = _mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16);
+      _mm256_storeu_ps(destination + i, _mm256_castsi256_ps(widened));
+    }
+  }
+#endif
+#ifdef __F16C__
+  if (dtype == DType::F16) {
+    for (; i + 8 <= count; i += 8) {
+      const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source + i));
+      _mm256_storeu_ps(destination + i, _mm256_cvtph_ps(bits));
+    }
+  }
+#endif
+  convert_to_f32(dtype, source + i, destination + i, size_t(count - i));
+}
+
+#ifdef __AVX2__
+inline __m256 load8_as_f32(DType dtype, const uint16_t* source) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source));
+#ifdef __F16C__
+  if (dtype == DType::F16) return _mm256_cvtph_ps(bits);
+#endif
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+
+inline float horizontal_sum(__m256 values) {
+  const __m128 folded = _mm_add_ps(_mm256_castps256_ps128(values), _mm256_extractf128_ps(values, 1));
+  const __m128 pairs = _mm_add_ps(folded, _mm_movehl_ps(folded, folded));
+  return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
+}
+#endif
+
+// Dot product of a 16-bit float row with an f32 vector.
+float half_row_dot(DType dtype, const uint16_t* row, const float* x, int64_t count) {
+  int64_t i = 0;
+  float sum = 0;
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  for (; i + 32 <= count; i += 32) {
+    acc0 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i + 24), _mm256_loadu_ps(x + i + 24), acc3);
+  }
+  for (; i + 8 <= count; i += 8)
+    acc0 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i), _mm256_loadu_ps(x + i), acc0);
+  sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+#endif
+  for (; i < count; ++i) {
+    const float w = dtype == DType::BF16 ? bf16_to_f32(row[i]) : f16_to_f32(row[i]);
+    sum += w * x[i];
+  }
+  return sum;
+}
+
+// Rows of weight converted per block, so the f32 copy stays cache-sized instead of model-sized.
+constexpr int64_t kConvertBlockBytes = 4 << 20;
+
+}  // namespace
+
+void weight_rows_to_f32(const Tensor& weight, int64_t first_row, int64_t count, float* destination) {
+  check_weight(weight);
+  const int64_t in = weight.dim(1);
+  if (weight.dtype() == DType::F32) {
+    std::copy_n(weight.f32() + first_row * in, count * in, destination);
+    return;
+  }
+#pragma omp parallel for schedule(static) if (count * in > 65536)
+  for (int64_t r = 0; r < count; ++r)
+    half_row_to_f32(weight.dtype(), half_rows(weight) + (first_row + r) * in, destination + r * in, in);
+}
+
+void linear(const float* x, int64_t rows, const Tensor& weight, float* y) {
+  check_weight(weight);
+  const int64_t out = weight.dim(0), in = weight.dim(1);
+  if (rows == 0 || out == 0) return;
+  if (weight.dtype() == DType::F32) {
+    if (rows == 1)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, weight.f32(), int(in), x, 1,
+                  0.0f, y, 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x,
+                  int(in), weight.f32(), int(in), 0.0f, y, int(out));
+    return;
+  }
+  const DType dtype = weight.dtype();
+  if (rows == 1) {
+    const uint16_t* w = half_rows(weight);
+#pragma omp parallel for schedule(static) if (out * in > 32768)
+    for (int64_t o = 0; o < out; ++o) y[o] = half_row_dot(dtype, w + o * in, x, in);
+    return;
+  }
+  const int64_t block_rows = std::clamp<int64_t>(kConvertBlockBytes / (in * 4), 16, out);
+  thread_local std::vector<float> block;
+  block.resize(size_t(block_rows * in));
+  for (int64_t first = 0; first < out; first += block_rows) {
+    const int64_t count = std::min(block_rows, out - first);
+    weight_rows_to_f32(weight, first, count, block.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(count), int(in), 1.0f, x,
+                int(in), block.data(), int(in), 0.0f, y + first, int(out));
+  }
+}
+
+void linear_reference(const float* x, int64_t rows, const Tensor& weight, float* y) {
+  check_weight(weight);
+  const int64_t out = weight.dim(0), in = weight.dim(1);
+  std::vector<float> row(static_cast<size_t>(in));
+  for (int64_t o = 0; o < out; ++o) {
+    convert_to_f32(weight.dtype(), static_cast<const char*>(weight.data()) + o * in * dtype_bits(weight.dtype()) / 8,
+                   row.data(), size_t(in));
+    for (int64_t t = 0; t < rows; ++t) {
+      double sum = 0;
+      for (int64_t i = 0; i < in; ++i) sum += double(x[t * in + i]) * double(row[i]);
+      y[t * out + o] = float(sum);
+    }
+  }
+}
+
+}  // namespace dt

@@ -1,0 +1,36 @@
+#include "ops/rope.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace dt {
+
+void apply_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                double theta, int64_t first_position) {
+  if (rotary_dim <= 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim)
+    fail("rope: rotary dimension {} must be even, positive and at most head_dim {}", rotary_dim,
+         head_dim);
+  const int64_t half = rotary_dim / 2;
+  // f32 inverse frequencies and f32 angles, as the reference computes them.
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t j = 0; j < half; ++j)
+    inv_freq[size_t(j)] = float(1.0 / std::pow(theta, double(2 * j) / double(rotary_dim)));
+#pragma omp parallel for schedule(static) if (tokens * heads * rotary_dim > 65536)
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float position = float(first_position + t);
+    for (int64_t j = 0; j < half; ++j) {
+      const float angle = position * inv_freq[size_t(j)];
+      const float cos_angle = std::cos(angle), sin_angle = std::sin(angle);
+      for (int64_t h = 0; h < heads; ++h) {
+        float* lane = x + (t * heads + h) * head_dim;
+        const float first = lane[j], second = lane[j + half];
+        lane[j] = first * cos_angle - second * sin_angle;
+        lane[j + half] = second * cos_angle + first * sin_angle;
+      }
+    }
+  }
+}
+
+}  // namespace dt
