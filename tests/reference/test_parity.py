@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Parity of the deltatune forward pass and greedy generation against the PyTorch float64 reference.
+
+Creates asymmetric random models with `deltatune init-model` (nk != nv, dk != dv, nq != nkv, tied and
+untied heads, both checkpoint prefixes, a sharded checkpoint, randomised norms, BF16/F16/F32 storage),
+then for each checks:
+  - `deltatune logits` (chunked, and --recurrent for some lengths) against the reference at
+    T = 1, 63, 64, 65, 130: relative L2 error <= 1e-4, any non-finite value fails;
+  - `deltatune generate --temperature 0 --ignore-eos --print-ids` 32 tokens against the reference's
+    cached greedy loop.
+Prints one line per check and "N passed, M failed"; exits non-zero on any failure.
+
+Usage: test_parity.py --bin build/deltatune --tmp build/test-tmp/reference
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qwen35_reference as ref  # noqa: E402
+
+RELATIVE_TOLERANCE = 1e-4
+GREEDY_TOKENS = 32
+LENGTHS = (1, 63, 64, 65, 130)
+RECURRENT_LENGTHS = (65, 130)
+
+# name -> init-model arguments
+MODELS = {
+    "gva-untied-bf16": ["--dtype", "bf16", "--randomize-norms", "--seed", "11",
+                        "--set", "linear_num_key_heads=2", "--set", "linear_num_value_heads=6"],
+    "tied-textonly-sharded-f32": ["--dtype", "f32", "--randomize-norms", "--seed", "12", "--text-only", "--shards", "3",
+                                  "--set", "tie_word_embeddings=true", "--set", "num_attention_heads=6",
+                                  "--set", "num_key_value_heads=2", "--set", "linear_key_head_dim=8",
+                                  "--set", "full_attention_interval=2"],
+    "hf-init-f16": ["--dtype", "f16", "--seed", "13", "--set", "linear_num_key_heads=1",
+                    "--set", "linear_num_value_heads=3", "--set", "num_hidden_layers=5"],
+}
+
+# name -> (stack prefix, head tied, sharded): checked so a silently ignored flag cannot pass.
+EXPECTED_LAYOUT = {
+    "gva-untied-bf16": ("model.language_model.", False, False),
+    "tied-textonly-sharded-f32": ("model.", True, True),
+    "hf-init-f16": ("model.language_model.", False, False),
+}
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def record(self, name, ok, detail):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
+
+
+def run(command):
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}: {completed.stderr.strip()[-2000:]}")
+    return completed.stdout
+
+
+def relative_error(actual, expected):
+    """NaN-aware: any non-finite value in either tensor is an infinite error."""
+    if actual.shape != expected.shape:
+        return float("inf"), f"shape {list(actual.shape)} != reference {list(expected.shape)}"
+    if not bool(torch.isfinite(actual).all()) or not bool(torch.isfinite(expected).all()):
+        return float("inf"), "non-finite values"
+    error = float((actual - expected).norm() / expected.norm().clamp_min(1e-300))
+    return error, f"relative L2 {error:.2e}"
+
+
+def check_logits(results, binary, tmp, name, model_dir, cfg, weights, generator):
+    for length in LENGTHS:
+        tokens = torch.randint(0, cfg["vocab_size"], (length,), generator=generator).tolist()
+        with torch.no_grad():
+            expected = ref.forward(cfg, weights, tokens)
+        for recurrent in (False, True):
+            if recurrent and length not in RECURRENT_LENGTHS:
+                continue
+            label = f"{name} logits T={length}{' recurrent' if recurrent else ''}"
+            out = os.path.join(tmp, f"{name}-{length}-{int(recurrent)}.safetensors")
+            try:
+                run([binary, "logits", "--model", model_dir, "--tokens", ",".join(map(str, tokens)), "--out", out]
+                    + (["--recurrent"] if recurrent else []))
+                tensors, _ = ref.read_safetensors(out)
+                error, detail = relative_error(tensors["logits"].to(torch.float64), expected)
+                results.record(label, error <= RELATIVE_TOLERANCE, detail)
+            except Exception as exc:  # one broken case must not hide the others
+                results.record(label, False, str(exc))
+
+
+def check_greedy(results, binary, name, model_dir, cfg, weights, generator):
+    label = f"{name} greedy {GREEDY_TOKENS} tokens"
+    prompt = torch.randint(0, cfg["vocab_size"], (20,), generator=generator).tolist()
+    try:
+        expected = ref.greedy_continuation(cfg, weights, prompt, GREEDY_TOKENS)
+        output = run([binary, "generate", "--model", model_dir, "--tokens", ",".join(map(str, prompt)),
+                      "--temperature", "0", "--max-tokens", str(GREEDY_TOKENS), "--ignore-eos", "--print-ids"])
+        actual = [int(t) for t in output.strip().split(",") if t]
+        if actual == expected:
+            results.record(label, True, "identical")
+            return
+        step = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
+        results.record(label, False, f"diverges at step {step}: deltatune {actual} vs reference {expected}")
+    except Exception as exc:
+        results.record(label, False, str(exc))
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", required=True, help="the deltatune executable")
+    parser.add_argument("--tmp", required=True, help="scratch directory (recreated)")
+    args = parser.parse_args(argv)
+    start = time.time()
+    shutil.rmtree(args.tmp, ignore_errors=True)
+    os.makedirs(args.tmp)
+    results = Results()
+
+    try:
+        results.record("reference delta rule chunked == recurrent (float64)", True, f"max abs {ref.self_check():.1e}")
+        results.record("reference model recurrent/cached == chunked (float64)", True, f"relative {ref.self_check_model():.1e}")
+    except AssertionError as exc:
+        results.record("reference self-check", False, str(exc))
+
+    for index, (name, init_args) in enumerate(MODELS.items()):
+        model_dir = os.path.join(args.tmp, name)
+        try:
+            run([args.bin, "init-model", "--preset", "tiny", "--out", model_dir] + init_args)
+            cfg, weights = ref.load_model(model_dir)
+            layout = (cfg["checkpoint_prefix"], weights["lm_head.weight"] is weights["embed_tokens.weight"],
+                      os.path.exists(os.path.join(model_dir, "model.safetensors.index.json")))
+            results.record(f"{name} checkpoint layout", layout == EXPECTED_LAYOUT[name],
+                           f"prefix {layout[0]}, tied {layout[1]}, sharded {layout[2]}")
+        except Exception as exc:
+            results.record(f"{name} init-model + reference load", False, str(exc))
+            continue
+        generator = torch.Generator().manual_seed(100 + index)
+        check_logits(results, args.bin, args.tmp, name, model_dir, cfg, weights, generator)
+        check_greedy(results, args.bin, name, model_dir, cfg, weights, generator)
+
+    print(f"{results.passed} passed, {results.failed} failed ({time.time() - start:.1f} s)")
+    return 1 if results.failed or results.passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
