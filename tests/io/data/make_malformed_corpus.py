@@ -57,7 +57,7 @@ VALID = {
             "f.empty": entry("F32", [0, 4], 35, 35),
         },
         struct.pack("<4f", 1.5, -2.0, 0.25, 8.0) + struct.pack("<q", -7)
-        + bytes([0x80, 0x3F, 0x00, 0x40, 0xC0, 0x7F, 0x00, 0x3C, 1, 2, 3]),
+        + bytes([0x80, 0x3F, 0x00, 0x40, 0xC0, 0xBF, 0x00, 0x3C, 1, 2, 3]),
         {"format": "pt", "note": "mixed dtypes"},
     ),
     "valid_scalar_and_empty": safetensors(
