@@ -28,7 +28,7 @@ bench: build
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@cmake -S . -B $(BUILD_DIR)-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DDELTATUNE_FUZZ=ON >/dev/null
+	  -DCMAKE_CXX_COMPILER=clang++ -DDELTATUNE_FUZZ=ON >/dev/null
 	@cmake --build $(BUILD_DIR)-fuzz -j $(JOBS) --target fuzz_safetensors
 	@mkdir -p $(BUILD_DIR)-fuzz/corpus
 	@$(BUILD_DIR)-fuzz/fuzz_safetensors $(BUILD_DIR)-fuzz/corpus tests/io/data/safetensors \
