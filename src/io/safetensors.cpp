@@ -92,14 +92,24 @@ json parse_json_rejecting_duplicates(std::string_view text, const std::string& s
 
 // A short rendering of a JSON value for error messages; structured values are only dumped when
 // small and flat, since dumping recurses and a hostile header can nest millions of levels deep.
-std::string describe(const json& value) {
+std::string shortened(std::string text) {
   constexpr size_t kMaxShown = 80;
+  if (text.size() > kMaxShown) text = text.substr(0, kMaxShown) + "...";
+  return text;
+}
+
+std::string describe(const json& value) {
   const bool flat_array = value.is_array() && value.size() <= 8 &&
                           std::none_of(value.begin(), value.end(), [](const json& item) { return item.is_structured(); });
   if (value.is_structured() && !flat_array) return fmt::format("{} of {} elements", value.type_name(), value.size());
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() > kMaxShown) text = text.substr(0, kMaxShown) + "...";
-  return text;
+  return shortened(value.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// The value of a JSON integer >= 0 ("-0" included), or nullopt for anything else.
+std::optional<uint64_t> non_negative_integer(const json& value) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_number_integer() && value.get<int64_t>() == 0) return 0;
+  return std::nullopt;
 }
 
 const json& required_field(const json& entry, const char* field, const std::string& name, const std::string& source) {
@@ -113,7 +123,7 @@ DType parse_entry_dtype(const json& entry, const std::string& name, const std::s
   if (!value.is_string()) fail("{}: tensor '{}': \"dtype\" must be a string, got {}", source, name, describe(value));
   const auto& text = value.get_ref<const std::string&>();
   const auto dtype = parse_dtype(text);
-  if (!dtype) fail("{}: tensor '{}': unknown dtype '{}'", source, name, text);
+  if (!dtype) fail("{}: tensor '{}': unknown dtype '{}'", source, name, shortened(text));
   return *dtype;
 }
 
@@ -124,11 +134,11 @@ Shape parse_entry_shape(const json& entry, const std::string& name, const std::s
   for (const json& dim : value) {
     if (!dim.is_number_integer())
       fail("{}: tensor '{}': shape dimension {} is not an integer", source, name, describe(dim));
-    if (!dim.is_number_unsigned()) fail("{}: tensor '{}': shape dimension {} is negative", source, name, describe(dim));
-    const auto size = dim.get<uint64_t>();
-    if (size > uint64_t(std::numeric_limits<int64_t>::max()))
-      fail("{}: tensor '{}': shape dimension {} is too large", source, name, size);
-    shape.push_back(int64_t(size));
+    const auto size = non_negative_integer(dim);
+    if (!size) fail("{}: tensor '{}': shape dimension {} is negative", source, name, describe(dim));
+    if (*size > uint64_t(std::numeric_limits<int64_t>::max()))
+      fail("{}: tensor '{}': shape dimension {} is too large", source, name, *size);
+    shape.push_back(int64_t(*size));
   }
   return shape;
 }
@@ -136,12 +146,13 @@ Shape parse_entry_shape(const json& entry, const std::string& name, const std::s
 std::pair<uint64_t, uint64_t> parse_entry_offsets(const json& entry, const std::string& name,
                                                   const std::string& source) {
   const json& value = required_field(entry, "data_offsets", name, source);
-  if (!value.is_array() || value.size() != 2 || !value[0].is_number_unsigned() || !value[1].is_number_unsigned())
+  const auto begin = value.is_array() && value.size() == 2 ? non_negative_integer(value[0]) : std::nullopt;
+  const auto end = value.is_array() && value.size() == 2 ? non_negative_integer(value[1]) : std::nullopt;
+  if (!begin || !end)
     fail("{}: tensor '{}': \"data_offsets\" must be [begin, end] with non-negative integers, got {}", source, name,
          describe(value));
-  const auto begin = value[0].get<uint64_t>(), end = value[1].get<uint64_t>();
-  if (begin > end) fail("{}: tensor '{}': data_offsets begin {} is after end {}", source, name, begin, end);
-  return {begin, end};
+  if (*begin > *end) fail("{}: tensor '{}': data_offsets begin {} is after end {}", source, name, *begin, *end);
+  return {*begin, *end};
 }
 
 uint64_t entry_byte_length(DType dtype, const Shape& shape, const std::string& name, const std::string& source) {

@@ -56,7 +56,9 @@ class SafetensorsFile {
 // A checkpoint directory: model.safetensors, or the shards named by model.safetensors.index.json.
 class Checkpoint {
  public:
-  // `path` is a directory or a single .safetensors file.
+  // `path` is a directory (its model.safetensors.index.json when present, else model.safetensors),
+  // an index file, or a single .safetensors file. Every shard named by the index is opened; each
+  // tensor must be in exactly one shard, the one the weight_map names.
   static Checkpoint open(const std::filesystem::path& path);
 
   std::vector<std::string> names() const;  // sorted

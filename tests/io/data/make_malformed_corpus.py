@@ -67,6 +67,8 @@ VALID = {
     # Older writers did not pad the header: the reader must accept data that is not 8-byte aligned.
     "valid_unpadded": safetensors({"w": entry("F32", [2], 0, 8), "x": entry("U8", [1], 8, 9)},
                                   F32_ONE_TWO + b"\x05", pad=False),
+    # JSON "-0" is the integer zero, as serde reads it.
+    "valid_minus_zero": raw_entry('{"w": {"dtype": "F32", "shape": [-0, 2], "data_offsets": [-0, 0]}}', b""),
     "valid_subbyte": safetensors({"q": entry("F4", [4], 0, 2), "r": entry("F6_E2M3", [4], 2, 5)}, b"\x12\x34\x56\x78\x9a"),
 }
 
