@@ -10,7 +10,8 @@
 
 namespace dt {
 
-// How the gated delta rule is evaluated for multi-token input.
+// How the gated delta rule is evaluated for multi-token input (a single token always steps the
+// recurrence).
 enum class DeltaRuleMode { Chunked, Recurrent };
 
 struct ForwardOptions {
@@ -20,21 +21,36 @@ struct ForwardOptions {
 
 // Per-sequence caches for incremental decoding. Layer i uses the members of its type.
 struct LayerCache {
-  std::vector<float> keys;            // [nkv, capacity, hd] post-norm, post-RoPE
-  std::vector<float> values;          // [nkv, capacity, hd]
-  std::vector<float> conv_state;      // [conv_dim, Kc-1] last projected inputs, oldest first
+  // Full attention: rows 0 .. InferenceState::position - 1 of each kv head are set. The capacity
+  // grows geometrically.
+  int64_t kv_capacity = 0;
+  std::vector<float> keys;            // [nkv, kv_capacity, hd] post-norm, post-RoPE
+  std::vector<float> values;          // [nkv, kv_capacity, hd]
+  // Gated DeltaNet.
+  std::vector<float> conv_state;      // [Kc-1, conv_dim] last projected inputs, oldest first
   std::vector<float> recurrent_state; // [nv, dk, dv]
+};
+
+// Buffers of one forward call, kept in the state so that decoding allocates nothing per token.
+struct ForwardScratch {
+  std::vector<float> hidden, normed, mixer_out;          // [T, H]
+  std::vector<float> projection, conv_out;               // q_proj or in_proj_qkv output; conv output
+  std::vector<float> queries, keys, values, attn_gate;   // attention heads of the new tokens
+  std::vector<float> z, b, a, beta, decay;               // DeltaNet gates
+  std::vector<float> mixed;                              // attention / delta-rule output before its projection
+  std::vector<float> mlp_gate, mlp_up;                   // [T, I]
 };
 
 struct InferenceState {
   int64_t position = 0;  // tokens already processed
   std::vector<LayerCache> layers;
+  ForwardScratch scratch;
 };
 
 InferenceState new_inference_state(const ModelConfig& config);
 
 // Runs `tokens` from state.position, updating the caches. Returns logits F32 [T, vocab]
-// (or [1, vocab] when !options.all_logits).
+// (or [1, vocab] when !options.all_logits). Fails on an empty input or an out-of-range token id.
 Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, InferenceState& state,
                const ForwardOptions& options = {});
 
