@@ -85,7 +85,7 @@ json parse_json_rejecting_duplicates(std::string_view text, const std::string& s
   };
   try {
     return json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {  // parse_error, or out_of_range for a number like 1e999
     fail("{}: {} is not valid JSON: {}", source, what, error.what());
   }
 }
@@ -352,10 +352,11 @@ Checkpoint Checkpoint::open(const std::filesystem::path& path) {
   Checkpoint checkpoint;
   checkpoint.path_ = path;
   std::filesystem::path index_path;
-  if (std::filesystem::is_directory(path)) {
-    if (std::filesystem::exists(path / kIndexFileName)) {
+  std::error_code ignored;  // an unreadable path shows up as the open failure below
+  if (std::filesystem::is_directory(path, ignored)) {
+    if (std::filesystem::exists(path / kIndexFileName, ignored)) {
       index_path = path / kIndexFileName;
-    } else if (std::filesystem::exists(path / kSingleFileName)) {
+    } else if (std::filesystem::exists(path / kSingleFileName, ignored)) {
       checkpoint.files_.push_back(SafetensorsFile::open(path / kSingleFileName));
     } else {
       fail("{}: no {} or {} in this directory", path.string(), kSingleFileName, kIndexFileName);
@@ -384,7 +385,7 @@ Checkpoint Checkpoint::open(const std::filesystem::path& path) {
       weight_map.emplace(name, shard_name);
       if (shard_files.count(shard_name)) continue;
       const auto shard_path = index_path.parent_path() / shard_name;
-      if (!std::filesystem::is_regular_file(shard_path))
+      if (!std::filesystem::is_regular_file(shard_path, ignored))
         fail("{}: shard file '{}' (named for tensor '{}') does not exist", source, shard_name, name);
       shard_files.emplace(shard_name, checkpoint.files_.size());
       checkpoint.files_.push_back(SafetensorsFile::open(shard_path));
@@ -458,10 +459,13 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Name
 void write_checkpoint(const std::filesystem::path& directory, const std::vector<NamedTensor>& tensors, int shards,
                       const std::map<std::string, std::string>& metadata) {
   if (shards < 1) fail("{}: cannot write a checkpoint in {} shards, expected at least 1", directory.string(), shards);
-  std::filesystem::create_directories(directory);
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (error) fail("{}: cannot create the checkpoint directory: {}", directory.string(), error.message());
   if (shards == 1) {
     write_safetensors(directory / kSingleFileName, tensors, metadata);
-    std::filesystem::remove(directory / kIndexFileName);
+    std::filesystem::remove(directory / kIndexFileName, error);
+    if (error) fail("{}: cannot remove the stale index: {}", (directory / kIndexFileName).string(), error.message());
     return;
   }
   if (size_t(shards) > tensors.size())

@@ -29,6 +29,7 @@ const std::map<std::string, std::string> kSingleFileFragments = {
     {"header_not_object", "header is not a JSON object"},
     {"header_invalid_json", "header is not valid JSON: [json.exception.parse_error.101] parse error at line 1, column 7"},
     {"header_trailing_garbage", "header is not valid JSON: [json.exception.parse_error.101] parse error at line 1, column 3"},
+    {"number_overflow", "header is not valid JSON: [json.exception.out_of_range.406] number overflow parsing '1e999'"},
     {"entry_not_object", "entry 'w' is number, expected an object"},
     {"entry_deeply_nested", "entry 'w' is array, expected an object"},
     {"missing_dtype", "tensor 'w': missing \"dtype\""},

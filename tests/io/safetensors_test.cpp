@@ -234,6 +234,9 @@ TEST(Checkpoint, SingleFileAndShardCountErrors) {
   EXPECT_NE(error_of([&] { write_checkpoint(directory, {tensors[0], tensors[1], tensors[0]}, 2); })
                 .find("twice into one checkpoint"),
             std::string::npos);
+  EXPECT_NE(error_of([&] { write_checkpoint(directory / "model.safetensors" / "sub", tensors, 1); })
+                .find("cannot create the checkpoint directory"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { Checkpoint::open(directory / "absent.safetensors"); }).find("absent.safetensors: cannot open"),
             std::string::npos);
 }

@@ -83,6 +83,7 @@ MALFORMED = {
     "header_not_object": header_bytes("[1, 2]"),
     "header_invalid_json": header_bytes('{"w": '),
     "header_trailing_garbage": header_bytes("{}xx"),
+    "number_overflow": raw_entry('{"w": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 4]}}', b"\0" * 4),
     "entry_not_object": raw_entry('{"w": 5}', b""),
     "entry_deeply_nested": raw_entry('{"w": ' + "[" * 20000 + "]" * 20000 + "}", b""),
     "missing_dtype": raw_entry('{"w": {"shape": [1], "data_offsets": [0, 4]}}', b"\0" * 4),
