@@ -32,7 +32,7 @@ fuzz: deps
 	@cmake --build $(BUILD_DIR)-fuzz -j $(JOBS) --target fuzz_safetensors
 	@mkdir -p $(BUILD_DIR)-fuzz/corpus
 	@$(BUILD_DIR)-fuzz/fuzz_safetensors $(BUILD_DIR)-fuzz/corpus tests/io/data/safetensors \
-	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1
+	  -dict=tests/io/fuzz_safetensors.dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR)-fuzz
