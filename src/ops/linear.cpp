@@ -43,12 +43,11 @@ void half_row_to_f32(DType dtype, const uint16_t* source, float* destination, in
   convert_to_f32(dtype, source + i, destination + i, size_t(count - i));
 }
 
-#ifdef __AVX2__
-inline __m256 load8_as_f32(DType dtype, const uint16_t* source) {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+template <DType kDType>
+inline __m256 load8_as_f32(const uint16_t* source) {
   const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(source));
-#ifdef __F16C__
-  if (dtype == DType::F16) return _mm256_cvtph_ps(bits);
-#endif
+  if constexpr (kDType == DType::F16) return _mm256_cvtph_ps(bits);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
 }
 
@@ -59,28 +58,34 @@ inline float horizontal_sum(__m256 values) {
 }
 #endif
 
-// Dot product of a 16-bit float row with an f32 vector.
-float half_row_dot(DType dtype, const uint16_t* row, const float* x, int64_t count) {
+// Dot product of a 16-bit float row with an f32 vector (the dtype is a template parameter so the
+// inner loop has no branch).
+template <DType kDType>
+float half_row_dot(const uint16_t* row, const float* x, int64_t count) {
   int64_t i = 0;
   float sum = 0;
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
   for (; i + 32 <= count; i += 32) {
-    acc0 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i), _mm256_loadu_ps(x + i), acc0);
-    acc1 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
-    acc2 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i + 16), _mm256_loadu_ps(x + i + 16), acc2);
-    acc3 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i + 24), _mm256_loadu_ps(x + i + 24), acc3);
+    acc0 = _mm256_fmadd_ps(load8_as_f32<kDType>(row + i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(load8_as_f32<kDType>(row + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(load8_as_f32<kDType>(row + i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(load8_as_f32<kDType>(row + i + 24), _mm256_loadu_ps(x + i + 24), acc3);
   }
   for (; i + 8 <= count; i += 8)
-    acc0 = _mm256_fmadd_ps(load8_as_f32(dtype, row + i), _mm256_loadu_ps(x + i), acc0);
+    acc0 = _mm256_fmadd_ps(load8_as_f32<kDType>(row + i), _mm256_loadu_ps(x + i), acc0);
   sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 #endif
-  for (; i < count; ++i) {
-    const float w = dtype == DType::BF16 ? bf16_to_f32(row[i]) : f16_to_f32(row[i]);
-    sum += w * x[i];
-  }
+  for (; i < count; ++i) sum += (kDType == DType::BF16 ? bf16_to_f32(row[i]) : f16_to_f32(row[i])) * x[i];
   return sum;
+}
+
+// y = W x for a 16-bit W [out, in], rows split across threads.
+template <DType kDType>
+void half_gemv(const uint16_t* weight, int64_t out, int64_t in, const float* x, float* y) {
+#pragma omp parallel for schedule(static) if (out * in > 32768)
+  for (int64_t o = 0; o < out; ++o) y[o] = half_row_dot<kDType>(weight + o * in, x, in);
 }
 
 // Rows of weight converted per block, so the f32 copy stays cache-sized instead of model-sized.
@@ -113,11 +118,11 @@ void linear(const float* x, int64_t rows, const Tensor& weight, float* y) {
                   int(in), weight.f32(), int(in), 0.0f, y, int(out));
     return;
   }
-  const DType dtype = weight.dtype();
   if (rows == 1) {
-    const uint16_t* w = half_rows(weight);
-#pragma omp parallel for schedule(static) if (out * in > 32768)
-    for (int64_t o = 0; o < out; ++o) y[o] = half_row_dot(dtype, w + o * in, x, in);
+    if (weight.dtype() == DType::BF16)
+      half_gemv<DType::BF16>(half_rows(weight), out, in, x, y);
+    else
+      half_gemv<DType::F16>(half_rows(weight), out, in, x, y);
     return;
   }
   const int64_t block_rows = std::clamp<int64_t>(kConvertBlockBytes / (in * 4), 16, out);

@@ -1,7 +1,6 @@
 #include "ops/rope.h"
 
 #include <cmath>
-#include <vector>
 
 #include "core/error.h"
 
@@ -13,15 +12,14 @@ void apply_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64
     fail("rope: rotary dimension {} must be even, positive and at most head_dim {}", rotary_dim,
          head_dim);
   const int64_t half = rotary_dim / 2;
-  // f32 inverse frequencies and f32 angles, as the reference computes them.
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t j = 0; j < half; ++j)
-    inv_freq[size_t(j)] = float(1.0 / std::pow(theta, double(2 * j) / double(rotary_dim)));
 #pragma omp parallel for schedule(static) if (tokens * heads * rotary_dim > 65536)
   for (int64_t t = 0; t < tokens; ++t) {
     const float position = float(first_position + t);
     for (int64_t j = 0; j < half; ++j) {
-      const float angle = position * inv_freq[size_t(j)];
+      // f32 inverse frequency and f32 angle, as the reference computes them; recomputed rather
+      // than tabulated so that decoding allocates nothing.
+      const float inv_freq = float(1.0 / std::pow(theta, double(2 * j) / double(rotary_dim)));
+      const float angle = position * inv_freq;
       const float cos_angle = std::cos(angle), sin_angle = std::sin(angle);
       for (int64_t h = 0; h < heads; ++h) {
         float* lane = x + (t * heads + h) * head_dim;
