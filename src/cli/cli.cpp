@@ -14,6 +14,7 @@ int run_cli(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every command");
   register_init_model(app);
   register_info(app);
+  register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -10,5 +10,6 @@ int run_cli(int argc, char** argv);
 // One function per command file (src/cli/cmd_*.cpp): adds the subcommand and its callback.
 void register_init_model(CLI::App& app);
 void register_info(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 }  // namespace dt
