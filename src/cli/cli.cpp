@@ -15,6 +15,9 @@ int run_cli(int argc, char** argv) {
   register_init_model(app);
   register_info(app);
   register_tokenize(app);
+  register_logits(app);
+  register_generate(app);
+  register_chat(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

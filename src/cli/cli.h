@@ -11,5 +11,8 @@ int run_cli(int argc, char** argv);
 void register_init_model(CLI::App& app);
 void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_chat(CLI::App& app);
 
 }  // namespace dt

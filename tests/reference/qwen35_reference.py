@@ -341,8 +341,9 @@ def new_cache(cfg):
     return {"position": 0, "layers": [{} for _ in range(cfg["num_hidden_layers"])]}
 
 
-def forward(cfg, weights, tokens, cache=None, recurrent=False):
-    """Logits [T, vocab] for `tokens` (list or 1-D tensor), continuing from `cache` when given."""
+def forward(cfg, weights, tokens, cache=None, recurrent=False, all_logits=True):
+    """Logits [T, vocab] for `tokens` (list or 1-D tensor), continuing from `cache` when given;
+    [1, vocab] for the last position only when not all_logits."""
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     position = cache["position"] if cache is not None else 0
     eps = cfg["rms_norm_eps"]
@@ -360,6 +361,8 @@ def forward(cfg, weights, tokens, cache=None, recurrent=False):
         hidden = hidden + mlp(weights, prefix + "mlp.", x)
     if cache is not None:
         cache["position"] = position + len(tokens)
+    if not all_logits:
+        hidden = hidden[-1:]
     hidden = rms_norm_zero_centred(hidden, weights["norm.weight"], eps)
     return hidden @ weights["lm_head.weight"].t()
 
@@ -373,7 +376,7 @@ def greedy_continuation(cfg, weights, prompt, count, use_cache=True):
             logits = forward(cfg, weights, prompt, cache)
             for _ in range(count):
                 generated.append(int(torch.argmax(logits[-1])))
-                logits = forward(cfg, weights, [generated[-1]], cache)
+                logits = forward(cfg, weights, [generated[-1]], cache, recurrent=True)
         else:
             for _ in range(count):
                 logits = forward(cfg, weights, list(prompt) + generated)

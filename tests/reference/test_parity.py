@@ -62,8 +62,12 @@ class Results:
         print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
 
+# Passive OpenMP waiting: with spinning workers a tiny model on a busy shared machine runs ~100x slower.
+CHILD_ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+
+
 def run(command):
-    completed = subprocess.run(command, capture_output=True, text=True)
+    completed = subprocess.run(command, capture_output=True, text=True, env=CHILD_ENV)
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}: {completed.stderr.strip()[-2000:]}")
     return completed.stdout

@@ -1,0 +1,39 @@
+// deltatune logits: runs the forward pass over a token sequence and writes every position's logits
+// (F32 [T, vocab], tensor "logits") to a safetensors file, for parity checks against a reference.
+#include <fmt/core.h>
+
+#include "cli/cli.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/forward.h"
+#include "model/generation.h"
+#include "model/weights.h"
+
+namespace dt {
+
+void register_logits(CLI::App& app) {
+  struct Options {
+    std::string model, tokens, out;
+    bool recurrent = false;
+  };
+  auto options = std::make_shared<Options>();
+  auto* command = app.add_subcommand("logits", "Write the logits of every position of a token sequence to a safetensors file");
+  command->add_option("--model", options->model, "Model directory (config.json + safetensors)")->required();
+  command->add_option("--tokens", options->tokens, "Comma-separated token ids, e.g. 1,2,3")->required();
+  command->add_option("--out", options->out, "Output .safetensors file (tensor \"logits\", F32 [T, vocab])")->required();
+  command->add_flag("--recurrent", options->recurrent, "Evaluate the delta rule token by token instead of chunked");
+  command->callback([options] {
+    const auto tokens = parse_token_ids(options->tokens, "--tokens");
+    const ModelWeights weights = load_model(options->model);
+    InferenceState state = new_inference_state(weights.config);
+    ForwardOptions forward_options;
+    forward_options.delta_rule = options->recurrent ? DeltaRuleMode::Recurrent : DeltaRuleMode::Chunked;
+    for (int32_t token : tokens)
+      if (token >= weights.config.vocab_size)
+        fail("--tokens: id {} is outside the model's vocabulary [0, {})", token, weights.config.vocab_size);
+    Tensor logits = forward(weights, tokens, state, forward_options);
+    write_safetensors(options->out, {{"logits", std::move(logits)}});
+  });
+}
+
+}  // namespace dt
