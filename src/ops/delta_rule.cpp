@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "ops/activation.h"
+#include "ops/small_gemm.h"
 
 namespace dt {
 namespace {
@@ -17,13 +18,6 @@ void check(const DeltaRuleProblem& p) {
 
 int64_t key_head_of(const DeltaRuleProblem& p, int64_t value_head) {
   return value_head / (p.value_heads / p.key_heads);
-}
-
-float dot(const float* a, const float* b, int64_t count) {
-  float sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < count; ++i) sum += a[i] * b[i];
-  return sum;
 }
 
 // y += alpha * x
@@ -87,65 +81,87 @@ void delta_rule_recurrent(const DeltaRuleProblem& p, float* state, float* out) {
 void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int64_t chunk) {
   check(p);
   if (chunk <= 0) fail("delta rule: chunk size {} must be positive", chunk);
-  const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads;
+  const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads, out_stride = nv * dv;
   const int64_t C = std::min(chunk, p.tokens);
 #pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < nv; ++h) {
     // Per-chunk scratch: cumulative log decay G (double, so differences of large sums stay exact
-    // enough), W [C, dk] and U [C, dv] (turned into V' in place).
+    // enough), the decay matrix Gamma_ij = exp(G_i - G_j) (i >= j), K^T [dk, C], the Gram
+    // matrices K K^T and Q K^T [C, C] (the latter turned into the decayed causal scores),
+    // T = (I + A)^-1 [C, C], the scaled inputs diag(beta gamma) K and diag(beta) V, and
+    // W [C, dk] and U [C, dv] (U turned into V' in place).
     std::vector<double> G(static_cast<size_t>(C));
+    std::vector<float> Gamma(size_t(C * C)), Kt(size_t(dk * C)), KK(size_t(C * C)), QK(size_t(C * C));
+    std::vector<float> T(size_t(C * C)), scaled_k(size_t(C * dk)), scaled_v(size_t(C * dv));
     std::vector<float> W(size_t(C * dk)), U(size_t(C * dv));
     float* H = state + h * dk * dv;
     const int64_t kh = key_head_of(p, h);
     for (int64_t first = 0; first < p.tokens; first += C) {
       const int64_t n = std::min(C, p.tokens - first);
-      auto q_row = [&](int64_t i) { return p.q + (first + i) * p.q_stride + kh * dk; };
-      auto k_row = [&](int64_t i) { return p.k + (first + i) * p.k_stride + kh * dk; };
-      auto v_row = [&](int64_t i) { return p.v + (first + i) * p.v_stride + h * dv; };
+      const float* Q = p.q + first * p.q_stride + kh * dk;
+      const float* K = p.k + first * p.k_stride + kh * dk;
+      const float* V = p.v + first * p.v_stride + h * dv;
+      float* O = out + first * out_stride + h * dv;
       auto beta = [&](int64_t i) { return p.beta[(first + i) * nv + h]; };
       double running = 0;
       for (int64_t i = 0; i < n; ++i) G[size_t(i)] = running += std::max(p.g[(first + i) * nv + h], kMinLogDecay);
-      // exp(G_i - G_j) for i >= j: never positive in the exponent.
-      auto decay = [&](int64_t i, int64_t j) { return float(std::exp(G[size_t(i)] - G[size_t(j)])); };
-
-      // A_ij = beta_i (k_i . k_j) exp(G_i - G_j) for i > j; then W = (I + A)^-1 diag(beta gamma) K
-      // and U = (I + A)^-1 diag(beta) V by forward substitution.
-      for (int64_t i = 0; i < n; ++i) {
-        float* w = W.data() + i * dk;
-        float* u = U.data() + i * dv;
-        const float beta_i = beta(i);
-        const float gamma_i = float(std::exp(G[size_t(i)]));
-        const float* k_i = k_row(i);
-        const float* v_i = v_row(i);
-        for (int64_t c = 0; c < dk; ++c) w[c] = beta_i * gamma_i * k_i[c];
-        for (int64_t c = 0; c < dv; ++c) u[c] = beta_i * v_i[c];
-        for (int64_t j = 0; j < i; ++j) {
-          const float a = beta_i * dot(k_i, k_row(j), dk) * decay(i, j);
-          axpy(-a, W.data() + j * dk, w, dk);
-          axpy(-a, U.data() + j * dv, u, dv);
-        }
-      }
-      // V' = U - W H (the correction against the state entering the chunk), once U is complete.
+      // Only differences G_i - G_j with i >= j are exponentiated: never a positive exponent.
       for (int64_t i = 0; i < n; ++i)
-        for (int64_t c = 0; c < dk; ++c) axpy(-W[size_t(i * dk + c)], H + c * dv, U.data() + i * dv, dv);
-      // O_i = scale (gamma_i q_i^T H + sum_{j <= i} (q_i . k_j) exp(G_i - G_j) V'_j).
+        for (int64_t j = 0; j <= i; ++j) Gamma[size_t(i * C + j)] = float(std::exp(G[size_t(i)] - G[size_t(j)]));
+      auto gamma = [&](int64_t i) { return float(std::exp(G[size_t(i)])); };
+
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < dk; ++c) Kt[size_t(c * C + i)] = K[i * p.k_stride + c];
+      std::fill_n(KK.begin(), n * C, 0.0f);
+      std::fill_n(QK.begin(), n * C, 0.0f);
+      small_gemm(n, n, dk, 1.0f, K, p.k_stride, Kt.data(), C, KK.data(), C);
+      small_gemm(n, n, dk, 1.0f, Q, p.q_stride, Kt.data(), C, QK.data(), C);
+
+      // T = (I + A)^-1 with A_ij = beta_i (k_i . k_j) Gamma_ij for i > j, by forward substitution
+      // (row i of T = e_i - sum_{j<i} A_ij T_j; T is unit lower triangular).
       for (int64_t i = 0; i < n; ++i) {
-        float* o = out + (first + i) * nv * dv + h * dv;
-        const float* q_i = q_row(i);
-        const float gamma_i = float(std::exp(G[size_t(i)]));
-        std::fill_n(o, dv, 0.0f);
-        for (int64_t c = 0; c < dk; ++c) axpy(gamma_i * q_i[c], H + c * dv, o, dv);
-        for (int64_t j = 0; j <= i; ++j) axpy(dot(q_i, k_row(j), dk) * decay(i, j), U.data() + j * dv, o, dv);
-        for (int64_t c = 0; c < dv; ++c) o[c] *= p.scale;
+        float* row = T.data() + i * C;
+        std::fill_n(row, n, 0.0f);
+        row[i] = 1.0f;
+        const float beta_i = beta(i);
+        for (int64_t j = 0; j < i; ++j)
+          axpy(-beta_i * KK[size_t(i * C + j)] * Gamma[size_t(i * C + j)], T.data() + j * C, row, j + 1);
       }
-      // H <- gamma_n H + sum_i exp(G_n - G_i) k_i V'_i^T.
-      const float gamma_last = float(std::exp(G[size_t(n - 1)]));
+      // W = T diag(beta gamma) K and U = T diag(beta) V.
+      for (int64_t i = 0; i < n; ++i) {
+        const float beta_i = beta(i), weight = beta_i * gamma(i);
+        for (int64_t c = 0; c < dk; ++c) scaled_k[size_t(i * dk + c)] = weight * K[i * p.k_stride + c];
+        for (int64_t c = 0; c < dv; ++c) scaled_v[size_t(i * dv + c)] = beta_i * V[i * p.v_stride + c];
+      }
+      std::fill_n(W.begin(), n * dk, 0.0f);
+      std::fill_n(U.begin(), n * dv, 0.0f);
+      small_gemm(n, dk, n, 1.0f, T.data(), C, scaled_k.data(), dk, W.data(), dk);
+      small_gemm(n, dv, n, 1.0f, T.data(), C, scaled_v.data(), dv, U.data(), dv);
+      // V' = U - W H: the correction against the state entering the chunk.
+      small_gemm(n, dv, dk, -1.0f, W.data(), dk, H, dv, U.data(), dv);
+
+      // O = scale (diag(gamma) Q H + (Q K^T o Gamma) V'), Gamma lower triangular with its diagonal.
+      for (int64_t i = 0; i < n; ++i) std::fill_n(O + i * out_stride, dv, 0.0f);
+      small_gemm(n, dv, dk, 1.0f, Q, p.q_stride, H, dv, O, out_stride);
+      for (int64_t i = 0; i < n; ++i) {
+        const float g_i = gamma(i);
+        for (int64_t c = 0; c < dv; ++c) O[i * out_stride + c] *= g_i;
+        float* scores = QK.data() + i * C;
+        for (int64_t j = 0; j <= i; ++j) scores[j] *= Gamma[size_t(i * C + j)];
+        std::fill(scores + i + 1, scores + n, 0.0f);
+      }
+      small_gemm(n, dv, n, 1.0f, QK.data(), C, U.data(), dv, O, out_stride);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < dv; ++c) O[i * out_stride + c] *= p.scale;
+
+      // H <- gamma_n H + (diag(e) K)^T V' with e_i = exp(G_n - G_i).
+      const float gamma_last = gamma(n - 1);
       for (int64_t c = 0; c < dk * dv; ++c) H[c] *= gamma_last;
       for (int64_t i = 0; i < n; ++i) {
-        const float e_i = decay(n - 1, i);
-        const float* k_i = k_row(i);
-        for (int64_t c = 0; c < dk; ++c) axpy(e_i * k_i[c], U.data() + i * dv, H + c * dv, dv);
+        const float e_i = Gamma[size_t((n - 1) * C + i)];
+        for (int64_t c = 0; c < dk; ++c) Kt[size_t(c * C + i)] *= e_i;
       }
+      small_gemm(dk, dv, n, 1.0f, Kt.data(), C, U.data(), dv, H, dv);
     }
   }
 }
