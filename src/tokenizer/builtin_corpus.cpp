@@ -317,6 +317,103 @@ const reversed = text.split("").reverse().join("");
 For text with emoji or combining marks, use Array.from(text) instead of split("") so that
 surrogate pairs stay together.
 
+Gardening notes for April: sow peas, lettuce, radishes and spinach directly in the beds; start
+tomatoes, peppers and basil indoors on a sunny windowsill; divide overgrown perennials; and spread a
+thin layer of compost around the roses. Water in the morning rather than the evening, so the leaves
+dry before night and mildew has less chance to spread. Keep an eye out for slugs after rain.
+
+The lighthouse keeper wrote in his log every evening. "Wind north-east, force five. Sea moderate.
+Visibility good. Two fishing boats returned before dusk; one cargo ship passed to the south at
+eight o'clock. Lamp lit at 19:42. All quiet." Years later his granddaughter found the logs in a
+trunk in the attic and read them aloud, one night at a time, until she knew the rhythm of his days
+as well as her own.
+
+Astronomy for beginners: the Moon takes about twenty-nine and a half days to go through its phases,
+from new moon to full moon and back. Planets wander against the background of fixed stars, which is
+where their name comes from; the Greek word planetes means wanderer. On a clear, dark night far from
+city lights you can see a few thousand stars with the naked eye, and the faint band of the Milky Way.
+
+User: Can you recommend a few classic novels?
+Assistant: Here are some widely loved classics: "Pride and Prejudice" by Jane Austen, "Moby-Dick" by
+Herman Melville, "Crime and Punishment" by Fyodor Dostoevsky, "Middlemarch" by George Eliot, and
+"One Hundred Years of Solitude" by Gabriel García Márquez. If you prefer shorter books, try "The
+Old Man and the Sea" or "Of Mice and Men".
+
+User: What's the difference between weather and climate?
+Assistant: Weather is what happens in the atmosphere over hours or days: rain this afternoon, a
+heat wave next week. Climate is the long-term pattern of weather in a place, usually averaged over
+thirty years or more. In short, climate is what you expect, and weather is what you get.
+
+User: How should I store passwords in a web application?
+Assistant: Never store them in plain text. Hash each password with a slow, salted algorithm designed
+for passwords, such as Argon2id, bcrypt or scrypt, and store only the hash. When a user logs in,
+hash the submitted password with the same salt and parameters and compare the results in constant
+time. Enforce rate limits on login attempts and offer two-factor authentication.
+
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+func handler(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/hello/")
+	if name == "" {
+		name = "world"
+	}
+	fmt.Fprintf(w, "Hello, %s!\n", name)
+}
+
+func main() {
+	http.HandleFunc("/hello/", handler)
+	if err := http.ListenAndServe(":8080", nil); err != nil {
+		panic(err)
+	}
+}
+
+public class Counter {
+    private final Map<String, Integer> counts = new HashMap<>();
+
+    public void add(String word) {
+        counts.merge(word.toLowerCase(Locale.ROOT), 1, Integer::sum);
+    }
+
+    public List<Map.Entry<String, Integer>> top(int n) {
+        return counts.entrySet().stream()
+            .sorted(Map.Entry.<String, Integer>comparingByValue().reversed())
+            .limit(n)
+            .collect(Collectors.toList());
+    }
+}
+
+# Build and test
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j 8
+ctest --test-dir build --output-on-failure
+
+- [x] parse the configuration file
+- [x] load the weights from safetensors
+- [ ] add gradient checkpointing
+- [ ] write the user guide
+
+| Model        | Layers | Hidden | Heads | Parameters |
+|--------------|--------|--------|-------|------------|
+| tiny         | 4      | 256    | 4     | 12M        |
+| small        | 12     | 768    | 12    | 124M       |
+| medium       | 24     | 1024   | 16    | 350M       |
+
+The train pulled out of the station just after dawn. Through the window the fields were silver with
+frost, and the hills in the distance were still half hidden in mist. A conductor came through the
+carriage checking tickets, humming a tune nobody recognized. Somewhere near the border the sun broke
+through, and for a few minutes every puddle along the tracks flashed like a mirror.
+
+Mathematics: the sum of the first n positive integers is n(n + 1)/2. The area of a circle with
+radius r is πr², and its circumference is 2πr. In a right triangle, a² + b² = c². The derivative of
+sin(x) is cos(x), and the integral of 1/x is ln|x| + C. A matrix is invertible exactly when its
+determinant is not zero. The probability of rolling two sixes with two fair dice is 1/36 ≈ 0.0278.
+
 It was late when they finally reached the station. The last train had already left, the ticket
 office was closed, and a single lamp lit the empty platform. They sat on a bench, shared the last
 of the sandwiches, and watched the stars come out one by one. "We'll remember this," she said, and

@@ -153,29 +153,168 @@ void check_processors(const json& root, const std::string& source) {
   if (decoder != "ByteLevel") fail("{}: decoder.type is \"{}\"; only \"ByteLevel\" is supported", source, decoder);
 }
 
-std::vector<BpeMerge> parse_merges(const json& merges, const std::string& source) {
-  if (!merges.is_array()) fail("{}: model.merges must be an array", source);
-  std::vector<BpeMerge> out;
-  out.reserve(merges.size());
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const json& merge = merges[i];
-    if (merge.is_string()) {
-      const auto& line = merge.get_ref<const std::string&>();
-      if (line.starts_with("#version")) continue;
-      const size_t space = line.find(' ');
-      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
-        fail("{}: model.merges[{}] is {:?}; expected two tokens separated by one space", source, i, line);
-      out.push_back({line.substr(0, space), line.substr(space + 1)});
-    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-      out.push_back({merge[0].get<std::string>(), merge[1].get<std::string>()});
-    } else {
-      fail("{}: model.merges[{}] is {}; expected \"a b\" or [\"a\", \"b\"]", source, i, merge.dump());
-    }
+// One entry of model.merges: "a b" (legacy; "#version" lines give nullopt) or ["a", "b"].
+std::optional<BpeMerge> parse_merge(const json& merge, size_t index, const std::string& source) {
+  if (merge.is_string()) {
+    const auto& line = merge.get_ref<const std::string&>();
+    if (line.starts_with("#version")) return std::nullopt;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+      fail("{}: model.merges[{}] is {:?}; expected two tokens separated by one space", source, index, line);
+    return BpeMerge{line.substr(0, space), line.substr(space + 1)};
   }
+  if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string())
+    return BpeMerge{merge[0].get<std::string>(), merge[1].get<std::string>()};
+  fail("{}: model.merges[{}] is {}; expected \"a b\" or [\"a\", \"b\"]", source, index, merge.dump());
+}
+
+int32_t parse_vocab_id(std::string_view token, const json& id, const std::string& source) {
+  if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+    fail("{}: model.vocab[{:?}] is {}; expected a non-negative integer id", source, token, id.dump());
+  return id.get<int32_t>();
+}
+
+}  // namespace
+
+// model.vocab and model.merges, the bulk of a real tokenizer.json.
+struct VocabAndMerges {
+  std::unordered_map<std::string, int32_t> vocab;
+  std::vector<BpeMerge> merges;
+};
+
+namespace {
+
+VocabAndMerges vocab_and_merges_from_json(const json& model, const std::string& source) {
+  VocabAndMerges out;
+  const json& vocab = member(model, "vocab", "model", source);
+  if (!vocab.is_object()) fail("{}: model.vocab must be an object of token -> id", source);
+  out.vocab.reserve(vocab.size());
+  for (const auto& [token, id] : vocab.items()) out.vocab.emplace(token, parse_vocab_id(token, id, source));
+  const json& merges = member(model, "merges", "model", source);
+  if (!merges.is_array()) fail("{}: model.merges must be an array", source);
+  out.merges.reserve(merges.size());
+  for (size_t i = 0; i < merges.size(); ++i)
+    if (auto merge = parse_merge(merges[i], i, source)) out.merges.push_back(std::move(*merge));
   return out;
 }
 
-BpeModel parse_model(const json& root, const std::string& source) {
+// Parses a tokenizer.json into a DOM, except that model.vocab and model.merges stream straight
+// into VocabAndMerges (left as null in the DOM): building a JSON DOM of a 150k-token vocab is
+// most of the load time.
+class StreamingReader : public nlohmann::json_sax<json> {
+ public:
+  StreamingReader(json& root, VocabAndMerges& tables, const std::string& source)
+      : dom_(root, true), tables_(tables), source_(source) {}
+
+  bool null() override { return value(json()); }
+  bool boolean(bool v) override { return value(json(v)); }
+  bool number_integer(number_integer_t v) override { return value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
+  bool number_float(number_float_t v, const string_t& s) override {
+    return mode_ == Mode::kDom ? dom_.number_float(v, s) : value(json(v));
+  }
+  bool string(string_t& v) override { return value(json(std::move(v))); }
+  bool binary(binary_t& v) override { return mode_ == Mode::kDom ? dom_.binary(v) : value(json()); }
+
+  bool start_object(std::size_t size) override {
+    if (mode_ != Mode::kDom) return value(json());  // rejected below as a bad vocab id or merge
+    if (in_model() && pending_key_ == "vocab") return enter(Mode::kVocab);
+    path_.push_back(pending_key_);
+    pending_key_.clear();
+    return dom_.start_object(size);
+  }
+  bool start_array(std::size_t size) override {
+    if (mode_ == Mode::kMerges) {
+      if (merge_) return value(json());
+      merge_ = json::array();
+      return true;
+    }
+    if (mode_ == Mode::kVocab) return value(json());
+    if (in_model() && pending_key_ == "merges") return enter(Mode::kMerges);
+    path_.push_back(pending_key_);
+    pending_key_.clear();
+    return dom_.start_array(size);
+  }
+  bool key(string_t& k) override {
+    if (mode_ == Mode::kVocab) {
+      vocab_token_ = k;
+      return true;
+    }
+    pending_key_ = k;
+    return dom_.key(k);
+  }
+  bool end_object() override {
+    if (mode_ == Mode::kVocab) return leave();
+    path_.pop_back();
+    return dom_.end_object();
+  }
+  bool end_array() override {
+    if (mode_ == Mode::kMerges) {
+      if (!merge_) return leave();
+      add_merge(*merge_);
+      merge_.reset();
+      return true;
+    }
+    path_.pop_back();
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t position, const std::string& last_token, const nlohmann::detail::exception& error) override {
+    fail("{}: not valid JSON near byte {} ({:?}): {}", source_, position, last_token, error.what());
+  }
+
+ private:
+  enum class Mode { kDom, kVocab, kMerges };
+
+  // Directly inside the top-level "model" object (the root itself has the empty key).
+  bool in_model() const { return path_.size() == 2 && path_[1] == "model"; }
+
+  bool enter(Mode mode) {
+    mode_ = mode;
+    return dom_.null();
+  }
+  bool leave() {
+    mode_ = Mode::kDom;
+    return true;
+  }
+  bool value(json v) {
+    switch (mode_) {
+      case Mode::kDom:
+        return forward(std::move(v));
+      case Mode::kVocab:
+        tables_.vocab.emplace(vocab_token_, parse_vocab_id(vocab_token_, v, source_));
+        return true;
+      case Mode::kMerges:
+        if (merge_) merge_->push_back(std::move(v));
+        else add_merge(v);
+        return true;
+    }
+    return false;
+  }
+  bool forward(json v) {
+    if (v.is_null()) return dom_.null();
+    if (v.is_boolean()) return dom_.boolean(v.get<bool>());
+    if (v.is_number_unsigned()) return dom_.number_unsigned(v.get<number_unsigned_t>());
+    if (v.is_number_integer()) return dom_.number_integer(v.get<number_integer_t>());
+    auto text = v.get<std::string>();
+    return dom_.string(text);
+  }
+  void add_merge(const json& entry) {
+    if (auto merge = parse_merge(entry, merge_index_, source_)) tables_.merges.push_back(std::move(*merge));
+    ++merge_index_;
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  VocabAndMerges& tables_;
+  std::string source_;
+  Mode mode_ = Mode::kDom;
+  std::vector<std::string> path_;  // keys of the open containers ("" for array elements)
+  std::string pending_key_, vocab_token_;
+  std::optional<json> merge_;  // the ["a", "b"] pair being read
+  size_t merge_index_ = 0;
+};
+
+// Everything in model except vocab and merges, which come from `tables`.
+BpeModel parse_model(const json& root, VocabAndMerges tables, const std::string& source) {
   const json& model = member(root, "model", "", source);
   const std::string type = string_member(model, "type", "model", source);
   if (type != "BPE") fail("{}: model.type is \"{}\"; only \"BPE\" is supported", source, type);
@@ -184,17 +323,7 @@ BpeModel parse_model(const json& root, const std::string& source) {
   require_value(model, "continuing_subword_prefix", "", "model", source);
   require_value(model, "end_of_word_suffix", "", "model", source);
   const bool ignore_merges = optional_member<bool>(model, "ignore_merges", false, "model", source);
-  const json& vocab_json = member(model, "vocab", "model", source);
-  if (!vocab_json.is_object()) fail("{}: model.vocab must be an object of token -> id", source);
-  std::unordered_map<std::string, int32_t> vocab;
-  vocab.reserve(vocab_json.size());
-  for (const auto& [token, id] : vocab_json.items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
-      fail("{}: model.vocab[{:?}] is {}; expected a non-negative integer id", source, token, id.dump());
-    vocab.emplace(token, id.get<int32_t>());
-  }
-  return BpeModel(std::move(vocab), parse_merges(member(model, "merges", "model", source), source), ignore_merges,
-                  source);
+  return BpeModel(std::move(tables.vocab), tables.merges, ignore_merges, source);
 }
 
 std::vector<AddedToken> parse_added_tokens(const json& root, const std::string& source) {
@@ -280,21 +409,27 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer Tokenizer::load(const std::filesystem::path& path) {
   const auto file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
   const std::string text = read_text_file(file);
-  json parsed;
-  try {
-    parsed = json::parse(text);
-  } catch (const json::parse_error& error) {
-    fail("{}: not valid JSON: {}", file.string(), error.what());
-  }
-  return from_json(parsed, file.string());
+  json root;
+  VocabAndMerges tables;
+  StreamingReader reader(root, tables, file.string());
+  json::sax_parse(text, &reader);
+  // A file without model.vocab / model.merges has no null placeholders for them.
+  for (const char* key : {"vocab", "merges"})
+    if (root.contains("model") && root["model"].is_object()) member(root["model"], key, "model", file.string());
+  return build(root, std::move(tables), file.string());
 }
 
 Tokenizer Tokenizer::from_json(const json& root, const std::string& source) {
   if (!root.is_object()) fail("{}: a tokenizer.json must be a JSON object", source);
+  return build(root, vocab_and_merges_from_json(member(root, "model", "", source), source), source);
+}
+
+Tokenizer Tokenizer::build(const json& root, VocabAndMerges tables, const std::string& source) {
+  if (!root.is_object()) fail("{}: a tokenizer.json must be a JSON object", source);
   check_processors(root, source);
   const bool nfc = parse_normalizer(root, source);
   SplitRegex split = parse_pre_tokenizer(root, source);
-  BpeModel model = parse_model(root, source);
+  BpeModel model = parse_model(root, std::move(tables), source);
   auto impl = std::unique_ptr<Impl>(new Impl{source, std::move(split), nfc, std::move(model), parse_added_tokens(root, source),
                                              {}, {}, {}, {}, {}, {}});
 

@@ -18,6 +18,8 @@
 
 namespace dt {
 
+struct VocabAndMerges;
+
 class Tokenizer {
  public:
   // `path` is a tokenizer.json file or a directory holding one.
@@ -58,6 +60,7 @@ class Tokenizer {
  private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  static Tokenizer build(const nlohmann::json& tokenizer_json, VocabAndMerges tables, const std::string& source);
   const Impl& impl() const { return *impl_; }
   std::unique_ptr<Impl> impl_;
 };
