@@ -24,38 +24,28 @@ void small_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* A, in
                 int64_t ldb, float* C, int64_t ldc) {
   int64_t tiled_rows = 0, tiled_columns = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-  tiled_rows = m / 4 * 4;
+  // 6 x 16 tiles: 12 accumulators, 2 loads of B and 6 broadcasts of A per 12 FMAs.
+  constexpr int64_t kRows = 6;
+  tiled_rows = m / kRows * kRows;
   tiled_columns = n / 16 * 16;
   const __m256 scale = _mm256_set1_ps(alpha);
-  for (int64_t i = 0; i < tiled_rows; i += 4) {
-    const float* a0 = A + i * lda;
-    const float* a1 = a0 + lda;
-    const float* a2 = a1 + lda;
-    const float* a3 = a2 + lda;
+  for (int64_t i = 0; i < tiled_rows; i += kRows) {
+    const float* a = A + i * lda;
     for (int64_t j = 0; j < tiled_columns; j += 16) {
-      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
-             c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
-             c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+      __m256 left[kRows], right[kRows];
+      for (int64_t r = 0; r < kRows; ++r) left[r] = right[r] = _mm256_setzero_ps();
       for (int64_t p = 0; p < k; ++p) {
         const __m256 b0 = _mm256_loadu_ps(B + p * ldb + j), b1 = _mm256_loadu_ps(B + p * ldb + j + 8);
-        __m256 a = _mm256_broadcast_ss(a0 + p);
-        c00 = _mm256_fmadd_ps(a, b0, c00);
-        c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(a1 + p);
-        c10 = _mm256_fmadd_ps(a, b0, c10);
-        c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(a2 + p);
-        c20 = _mm256_fmadd_ps(a, b0, c20);
-        c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(a3 + p);
-        c30 = _mm256_fmadd_ps(a, b0, c30);
-        c31 = _mm256_fmadd_ps(a, b1, c31);
+        for (int64_t r = 0; r < kRows; ++r) {
+          const __m256 broadcast = _mm256_broadcast_ss(a + r * lda + p);
+          left[r] = _mm256_fmadd_ps(broadcast, b0, left[r]);
+          right[r] = _mm256_fmadd_ps(broadcast, b1, right[r]);
+        }
       }
-      const __m256 tile[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
-      for (int r = 0; r < 4; ++r) {
+      for (int64_t r = 0; r < kRows; ++r) {
         float* c = C + (i + r) * ldc + j;
-        _mm256_storeu_ps(c, _mm256_fmadd_ps(scale, tile[r][0], _mm256_loadu_ps(c)));
-        _mm256_storeu_ps(c + 8, _mm256_fmadd_ps(scale, tile[r][1], _mm256_loadu_ps(c + 8)));
+        _mm256_storeu_ps(c, _mm256_fmadd_ps(scale, left[r], _mm256_loadu_ps(c)));
+        _mm256_storeu_ps(c + 8, _mm256_fmadd_ps(scale, right[r], _mm256_loadu_ps(c + 8)));
       }
     }
   }

@@ -6,7 +6,7 @@
 
 namespace dt {
 
-// AVX2/FMA register-blocked kernel (4 x 16 tiles) with a plain fallback.
+// AVX2/FMA register-blocked kernel (6 x 16 tiles) with a plain fallback.
 void small_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
                 int64_t ldb, float* C, int64_t ldc);
 
