@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <numbers>
 #include <random>
 #include <sstream>
 
@@ -211,17 +210,24 @@ class RandomStream {
 
   double uniform() { return double(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
 
-  // Box-Muller, using both outputs.
+  // Marsaglia's polar form of Box-Muller: one log and no trigonometry per pair of normals, with
+  // both coordinates of the pair drawn from one 64-bit output.
   double normal() {
     if (has_spare_) {
       has_spare_ = false;
       return spare_;
     }
-    const double radius = std::sqrt(-2.0 * std::log(1.0 - uniform()));
-    const double angle = 2.0 * std::numbers::pi * uniform();
-    spare_ = radius * std::sin(angle);
+    double x, y, radius_squared;
+    do {
+      const uint64_t bits = engine_();
+      x = double(bits >> 32) * 0x1.0p-31 - 1.0;
+      y = double(bits & 0xffffffffu) * 0x1.0p-31 - 1.0;
+      radius_squared = x * x + y * y;
+    } while (radius_squared >= 1.0 || radius_squared == 0.0);
+    const double scale = std::sqrt(-2.0 * std::log(radius_squared) / radius_squared);
+    spare_ = y * scale;
     has_spare_ = true;
-    return radius * std::cos(angle);
+    return x * scale;
   }
 
  private:
@@ -253,15 +259,21 @@ InitRule init_rule(WeightRole role, bool randomize_norms) {
 void fill_chunk(InitRule rule, double initializer_range, uint64_t seed, float* values, size_t count) {
   constexpr double kNormNoise = 0.1;
   RandomStream random(seed);
-  for (size_t i = 0; i < count; ++i) {
-    switch (rule) {
-      case InitRule::Normal: values[i] = float(initializer_range * random.normal()); break;
-      case InitRule::Zeros: values[i] = 0.0f; break;
-      case InitRule::Ones: values[i] = 1.0f; break;
-      case InitRule::NormNoise: values[i] = float(kNormNoise * random.normal()); break;
-      case InitRule::OnePlusNormNoise: values[i] = float(1.0 + kNormNoise * random.normal()); break;
-      case InitRule::LogUniformDecay: values[i] = float(std::log(0.01 + (16.0 - 0.01) * random.uniform())); break;
-    }
+  switch (rule) {
+    case InitRule::Normal:
+      for (size_t i = 0; i < count; ++i) values[i] = float(initializer_range * random.normal());
+      break;
+    case InitRule::Zeros: std::fill(values, values + count, 0.0f); break;
+    case InitRule::Ones: std::fill(values, values + count, 1.0f); break;
+    case InitRule::NormNoise:
+      for (size_t i = 0; i < count; ++i) values[i] = float(kNormNoise * random.normal());
+      break;
+    case InitRule::OnePlusNormNoise:
+      for (size_t i = 0; i < count; ++i) values[i] = float(1.0 + kNormNoise * random.normal());
+      break;
+    case InitRule::LogUniformDecay:
+      for (size_t i = 0; i < count; ++i) values[i] = float(std::log(0.01 + (16.0 - 0.01) * random.uniform()));
+      break;
   }
 }
 
