@@ -24,8 +24,8 @@ std::string slurp(const std::filesystem::path& path) {
 
 }  // namespace
 
-std::filesystem::path source_dir() { return env_or("DELTATUNE_SOURCE_DIR", "."); }
-std::filesystem::path binary() { return env_or("DELTATUNE_BIN", "build/deltatune"); }
+std::filesystem::path source_dir() { return env_or("DELTATUNE_SOURCE_DIR", DELTATUNE_DEFAULT_SOURCE_DIR); }
+std::filesystem::path binary() { return env_or("DELTATUNE_BIN", DELTATUNE_DEFAULT_BIN); }
 
 std::filesystem::path temp_dir(const std::string& label) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -33,7 +33,7 @@ std::filesystem::path temp_dir(const std::string& label) {
   if (!label.empty()) name += "." + label;
   for (char& c : name)
     if (c == '/') c = '_';
-  const std::filesystem::path root = env_or("DELTATUNE_TEST_TMP", std::filesystem::temp_directory_path() / "deltatune-test");
+  const std::filesystem::path root = env_or("DELTATUNE_TEST_TMP", DELTATUNE_DEFAULT_TEST_TMP);
   const auto dir = root / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
