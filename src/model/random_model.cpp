@@ -202,6 +202,28 @@ uint64_t fnv1a(std::string_view text) {
   return hash;
 }
 
+// Marsaglia-Tsang ziggurat tables in Doornik's ZIGNOR form: 128 strips of equal area under the
+// normal density; edges[0] is the base strip's pseudo-width, edges[1] = R, edges[128] = 0.
+struct ZigguratTables {
+  static constexpr int kStrips = 128;
+  static constexpr double kTailStart = 3.442619855899;       // R
+  static constexpr double kStripArea = 9.91256303526217e-3;  // V
+  double edges[kStrips + 1];
+  double inner_ratio[kStrips];  // edges[i+1] / edges[i]: below it a draw is inside the rectangle
+
+  ZigguratTables() {
+    double density = std::exp(-0.5 * kTailStart * kTailStart);
+    edges[0] = kStripArea / density;
+    edges[1] = kTailStart;
+    edges[kStrips] = 0.0;
+    for (int i = 2; i < kStrips; ++i) {
+      edges[i] = std::sqrt(-2.0 * std::log(kStripArea / edges[i - 1] + density));
+      density = std::exp(-0.5 * edges[i] * edges[i]);
+    }
+    for (int i = 0; i < kStrips; ++i) inner_ratio[i] = edges[i + 1] / edges[i];
+  }
+};
+
 // mt19937_64's output sequence is fixed by the C++ standard; the distributions are not, so the
 // uniform and normal transforms are our own.
 class RandomStream {
@@ -210,30 +232,35 @@ class RandomStream {
 
   double uniform() { return double(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
 
-  // Marsaglia's polar form of Box-Muller: one log and no trigonometry per pair of normals, with
-  // both coordinates of the pair drawn from one 64-bit output.
+  // Ziggurat: one engine draw and a multiply for ~99% of samples (a log or exp per sample made
+  // the 0.8B preset take many seconds).
   double normal() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    double x, y, radius_squared;
-    do {
+    static const ZigguratTables tables;
+    for (;;) {
       const uint64_t bits = engine_();
-      x = double(bits >> 32) * 0x1.0p-31 - 1.0;
-      y = double(bits & 0xffffffffu) * 0x1.0p-31 - 1.0;
-      radius_squared = x * x + y * y;
-    } while (radius_squared >= 1.0 || radius_squared == 0.0);
-    const double scale = std::sqrt(-2.0 * std::log(radius_squared) / radius_squared);
-    spare_ = y * scale;
-    has_spare_ = true;
-    return x * scale;
+      const double u = double(bits >> 11) * 0x1.0p-52 - 1.0;  // [-1, 1)
+      const int strip = int(bits & (ZigguratTables::kStrips - 1));
+      if (std::fabs(u) < tables.inner_ratio[strip]) return u * tables.edges[strip];
+      if (strip == 0) return tail(u < 0);
+      const double x = u * tables.edges[strip];
+      const double outer = std::exp(-0.5 * (tables.edges[strip] * tables.edges[strip] - x * x));
+      const double inner = std::exp(-0.5 * (tables.edges[strip + 1] * tables.edges[strip + 1] - x * x));
+      if (inner + uniform() * (outer - inner) < 1.0) return x;
+    }
   }
 
  private:
+  // Marsaglia's exact sampler for |z| > R.
+  double tail(bool negative) {
+    double x, y;
+    do {
+      x = std::log(1.0 - uniform()) / ZigguratTables::kTailStart;
+      y = std::log(1.0 - uniform());
+    } while (-2.0 * y < x * x);
+    return negative ? x - ZigguratTables::kTailStart : ZigguratTables::kTailStart - x;
+  }
+
   std::mt19937_64 engine_;
-  double spare_ = 0;
-  bool has_spare_ = false;
 };
 
 enum class InitRule { Normal, Zeros, Ones, NormNoise, OnePlusNormNoise, LogUniformDecay };

@@ -239,6 +239,14 @@ TEST(RandomWeights, DeterministicPerSeedAndFollowsDtype) {
   const double deviation = std::sqrt(sum_squares / double(embedding.size()) - mean * mean);
   EXPECT_NEAR(mean, 0.0, 0.002);
   EXPECT_NEAR(deviation, 0.02, 0.001);
+  // The tails are Gaussian too: P(|z| > 2) = 0.0455, P(|z| > 3) = 0.0027.
+  const auto beyond = [&](double sigmas) {
+    return double(std::count_if(embedding.begin(), embedding.end(), [&](float v) { return std::fabs(v) > sigmas * 0.02; })) /
+           double(embedding.size());
+  };
+  EXPECT_NEAR(beyond(2.0), 0.0455, 0.006);
+  EXPECT_NEAR(beyond(3.0), 0.0027, 0.0012);
+  EXPECT_EQ(beyond(8.0), 0.0);
 }
 
 TEST(RandomWeights, RandomizedNormsMoveAwayFromConstants) {
