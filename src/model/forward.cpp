@@ -192,6 +192,14 @@ Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, Inf
   if (T == 0) fail("forward: no input tokens");
   if (state.layers.size() != weights.layers.size())
     fail("forward: inference state has {} layers, the model {}", state.layers.size(), weights.layers.size());
+  for (size_t i = 0; i < state.layers.size(); ++i) {
+    const LayerCache& cache = state.layers[i];
+    if (weights.layers[i].type == LayerType::LinearAttention &&
+        (cache.conv_state.size() != size_t((c.linear_conv_kernel_dim - 1) * c.conv_dim()) ||
+         cache.recurrent_state.size() !=
+             size_t(c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim)))
+      fail("forward: inference state of layer {} was made for another model", i);
+  }
   ForwardScratch& s = state.scratch;
 
   // Embedding rows in their stored dtype.

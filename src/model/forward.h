@@ -50,7 +50,9 @@ struct InferenceState {
 InferenceState new_inference_state(const ModelConfig& config);
 
 // Runs `tokens` from state.position, updating the caches. Returns logits F32 [T, vocab]
-// (or [1, vocab] when !options.all_logits). Fails on an empty input or an out-of-range token id.
+// (or [1, vocab] when !options.all_logits). Fails, leaving the state untouched, on an empty input,
+// an out-of-range token id or a state made for another model; a weight of the wrong shape (which
+// load_model rules out) fails midway and leaves the state unusable.
 Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, InferenceState& state,
                const ForwardOptions& options = {});
 

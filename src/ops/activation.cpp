@@ -2,11 +2,6 @@
 
 namespace dt {
 
-void silu_inplace(float* values, int64_t count) {
-#pragma omp parallel for schedule(static) if (count > 65536)
-  for (int64_t i = 0; i < count; ++i) values[i] = silu(values[i]);
-}
-
 void swiglu(const float* gate, const float* up, float* out, int64_t count) {
 #pragma omp parallel for schedule(static) if (count > 65536)
   for (int64_t i = 0; i < count; ++i) out[i] = silu(gate[i]) * up[i];

@@ -11,7 +11,6 @@ inline float silu(float x) { return x * sigmoid(x); }
 // torch.nn.functional.softplus with its default threshold 20: above it the input is returned as is.
 inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
-void silu_inplace(float* values, int64_t count);
 // out[i] = silu(gate[i]) * up[i] (the SwiGLU MLP's inner product); out may alias gate or up.
 void swiglu(const float* gate, const float* up, float* out, int64_t count);
 // values[i] *= sigmoid(gate[i]) (the attention output gate).

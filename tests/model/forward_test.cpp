@@ -182,6 +182,8 @@ TEST(Forward, RejectsEmptyInputAndOutOfRangeTokens) {
   EXPECT_EQ(state.position, 0);
   InferenceState wrong;
   EXPECT_THROW(forward(weights, std::vector<int32_t>{1}, wrong), Error);
+  InferenceState other_model = new_inference_state(tiny_config({"linear_num_value_heads=6"}));
+  EXPECT_THROW(forward(weights, std::vector<int32_t>{1}, other_model), Error);
 }
 
 }  // namespace
