@@ -420,7 +420,6 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
 }
 
 Tokenizer Tokenizer::from_json(const json& root, const std::string& source) {
-  if (!root.is_object()) fail("{}: a tokenizer.json must be a JSON object", source);
   return build(root, vocab_and_merges_from_json(member(root, "model", "", source), source), source);
 }
 
