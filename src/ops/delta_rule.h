@@ -43,4 +43,61 @@ void delta_rule_recurrent(const DeltaRuleProblem& problem, float* state, float* 
 // and only non-positive numbers are exponentiated. Parallel over value heads.
 void delta_rule_chunked(const DeltaRuleProblem& problem, float* state, float* out, int64_t chunk = 64);
 
+
+// ---- Backward (spec §5.3, §5.4) ----
+
+// The forward inputs in precision T, for the reference recurrence in float and double (double lets
+// finite differences check the backward). Same layout and meaning as DeltaRuleProblem.
+template <typename T>
+struct BasicDeltaRuleProblem {
+  int64_t tokens = 0;
+  int64_t key_heads = 0, value_heads = 0;
+  int64_t key_dim = 0, value_dim = 0;
+  const T* q = nullptr;
+  int64_t q_stride = 0;
+  const T* k = nullptr;
+  int64_t k_stride = 0;
+  const T* v = nullptr;
+  int64_t v_stride = 0;
+  const T* beta = nullptr;
+  const T* g = nullptr;
+  T scale = 1;
+};
+
+BasicDeltaRuleProblem<float> basic_problem(const DeltaRuleProblem& problem);
+
+// Gradients of the loss with respect to the forward inputs. dq, dk and dv have the layout of q, k
+// and v (same strides; lanes outside the heads are not touched); dq and dk are summed over the
+// value heads sharing a key head and are w.r.t. the l2-normalised, unscaled q and k. dbeta and dg
+// are [tokens, value_heads]; d_initial_state is [value_heads, dk, dv]. All are overwritten.
+template <typename T>
+struct DeltaRuleGradients {
+  T* dq = nullptr;
+  T* dk = nullptr;
+  T* dv = nullptr;
+  T* dbeta = nullptr;
+  T* dg = nullptr;
+  T* d_initial_state = nullptr;
+};
+
+// Token-by-token forward in precision T (state in/out as delta_rule_recurrent): the reference the
+// double-precision gradient checks differentiate.
+template <typename T>
+void delta_rule_recurrent_reference(const BasicDeltaRuleProblem<T>& problem, T* state, T* out);
+
+// Per-token backward (§5.4), the reference: from the state before the first token, the output
+// gradient d_out [tokens, value_heads * dv] and d_final_state [value_heads, dk, dv] (null means
+// zero). Keeps every per-token state, so it is meant for tests and short sequences.
+template <typename T>
+void delta_rule_recurrent_backward(const BasicDeltaRuleProblem<T>& problem, const T* initial_state,
+                                   const T* d_out, const T* d_final_state,
+                                   const DeltaRuleGradients<T>& gradients);
+
+// Chunked backward (§5.3), the default: recomputes the chunk-entry states, then walks the chunks
+// in reverse. Parallel over key heads (each handles its value heads in turn, so the GVA sums of
+// dq and dk need no locks).
+void delta_rule_chunked_backward(const DeltaRuleProblem& problem, const float* initial_state,
+                                 const float* d_out, const float* d_final_state,
+                                 const DeltaRuleGradients<float>& gradients, int64_t chunk = 64);
+
 }  // namespace dt
