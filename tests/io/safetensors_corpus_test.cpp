@@ -190,7 +190,7 @@ TEST(SafetensorsCorpus, ValidFilesReadAsWritten) {
 
 TEST(SafetensorsCorpus, CommittedCorpusMatchesTheGeneratorScript) {
   const fs::path regenerated = test::temp_dir();
-  const auto result = test::run_command("python3 " + (test::source_dir() / kDataDir / "make_malformed_corpus.py").string() +
+  const auto result = test::run_command("/usr/bin/python3 " + (test::source_dir() / kDataDir / "make_malformed_corpus.py").string() +
                                         " " + regenerated.string());
   ASSERT_EQ(result.exit_code, 0) << result.err;
   for (const char* kind : {"safetensors", "sharded"}) {

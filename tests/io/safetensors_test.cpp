@@ -182,7 +182,7 @@ TEST(Checkpoint, ThreeShardsRoundTripWithHuggingFaceIndex) {
   EXPECT_EQ(index["weight_map"]["ids"], checkpoint.file_of("ids").filename().string());
   // Byte for byte what transformers writes.
   const auto python = test::run_command(
-      "python3 -c \"import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), indent=2, "
+      "/usr/bin/python3 -c \"import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), indent=2, "
       "sort_keys=True) + '\\n')\" " + index_path.string());
   ASSERT_EQ(python.exit_code, 0) << python.err;
   EXPECT_EQ(index_text, python.out);

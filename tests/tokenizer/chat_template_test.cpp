@@ -79,8 +79,8 @@ TEST(ChatTemplate, UnknownRoleFails) {
 // The Jinja template written to tokenizer_config.json renders exactly like render_chat (checked
 // with Python's jinja2, which transformers uses).
 TEST(ChatTemplate, JinjaTemplateMatchesNativeRendering) {
-  ASSERT_EQ(test::run_command("python3 -c 'import jinja2'").exit_code, 0)
-      << "python3 with jinja2 is needed; run scripts/install-deps.sh (python3-torch brings jinja2)";
+  ASSERT_EQ(test::run_command("/usr/bin/python3 -c 'import jinja2'").exit_code, 0)
+      << "/usr/bin/python3 with jinja2 is needed; run scripts/install-deps.sh";
   const auto dir = test::temp_dir();
   json cases = json::array();
   std::vector<std::string> expected;
@@ -114,7 +114,7 @@ TEST(ChatTemplate, JinjaTemplateMatchesNativeRendering) {
       "cases=json.load(open(sys.argv[2]))\n"
       "json.dump([t.render(**c) for c in cases],open(sys.argv[3],'w'))\n";
   std::ofstream(dir / "render.py") << script;
-  const auto result = test::run_command("python3 " + (dir / "render.py").string() + " " + (dir / "template.jinja").string() +
+  const auto result = test::run_command("/usr/bin/python3 " + (dir / "render.py").string() + " " + (dir / "template.jinja").string() +
                                         " " + (dir / "cases.json").string() + " " + (dir / "out.json").string());
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto rendered = json::parse(read_text_file(dir / "out.json")).get<std::vector<std::string>>();
