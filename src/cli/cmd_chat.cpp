@@ -15,7 +15,7 @@
 namespace dt {
 namespace {
 
-struct ChatOptions {
+struct ChatCommandOptions {
   std::string model;
   GenerationFlags flags;
 };
@@ -26,7 +26,7 @@ std::string trim(const std::string& text) {
   return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
-void run_chat(const ChatOptions& options) {
+void run_chat(const ChatCommandOptions& options) {
   const ModelWeights weights = load_model(options.model);
   const GenerationConfig generation_config = load_generation_config(options.model);
   const Tokenizer tokenizer = Tokenizer::load(options.model);
@@ -75,7 +75,7 @@ void run_chat(const ChatOptions& options) {
 }  // namespace
 
 void register_chat(CLI::App& app) {
-  auto options = std::make_shared<ChatOptions>();
+  auto options = std::make_shared<ChatCommandOptions>();
   auto* command = app.add_subcommand(
       "chat",
       "Interactive chat on stdin/stdout: each input line is a user turn, rendered with the ChatML template; "

@@ -1,4 +1,4 @@
-// deltatune logits: runs the forward pass over a token sequence and writes every position's logits
+// deltatune logits: runs the forward pass over a token sequence (ids or tokenized text) and writes every position's logits
 // (F32 [T, vocab], tensor "logits") to a safetensors file, for parity checks against a reference.
 #include <fmt/core.h>
 
@@ -8,22 +8,28 @@
 #include "model/forward.h"
 #include "model/generation.h"
 #include "model/weights.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dt {
 
 void register_logits(CLI::App& app) {
   struct Options {
-    std::string model, tokens, out;
+    std::string model, tokens, text, out;
     bool recurrent = false;
   };
   auto options = std::make_shared<Options>();
   auto* command = app.add_subcommand("logits", "Write the logits of every position of a token sequence to a safetensors file");
   command->add_option("--model", options->model, "Model directory (config.json + safetensors)")->required();
-  command->add_option("--tokens", options->tokens, "Comma-separated token ids, e.g. 1,2,3")->required();
+  auto* tokens = command->add_option("--tokens", options->tokens, "Comma-separated token ids, e.g. 1,2,3");
+  auto* text = command->add_option("--text", options->text, "Text, tokenized with the model's tokenizer.json");
+  tokens->excludes(text);
   command->add_option("--out", options->out, "Output .safetensors file (tensor \"logits\", F32 [T, vocab])")->required();
   command->add_flag("--recurrent", options->recurrent, "Evaluate the delta rule token by token instead of chunked");
   command->callback([options] {
-    const auto tokens = parse_token_ids(options->tokens, "--tokens");
+    if (options->tokens.empty() == options->text.empty()) fail("logits: give exactly one of --tokens and --text");
+    const auto tokens = options->text.empty() ? parse_token_ids(options->tokens, "--tokens")
+                                              : Tokenizer::load(options->model).encode(options->text);
+    if (tokens.empty()) fail("logits: --text \"{}\" has no tokens", options->text);
     const ModelWeights weights = load_model(options->model);
     InferenceState state = new_inference_state(weights.config);
     ForwardOptions forward_options;

@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include "tokenizer/chat_template.h"
+
 namespace dt {
 
 void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
@@ -46,11 +48,10 @@ std::vector<int32_t> resolve_stop_tokens(const GenerationFlags& flags, const Gen
 }
 
 std::string chat_turn_text(const std::string& system, const std::string& user, bool enable_thinking) {
-  std::string text;
-  if (!system.empty()) text += "<|im_start|>system\n" + system + "<|im_end|>\n";
-  text += "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
-  text += enable_thinking ? "<think>\n" : "<think>\n\n</think>\n\n";
-  return text;
+  std::vector<ChatMessage> messages;
+  if (!system.empty()) messages.push_back({"system", system, std::nullopt});
+  messages.push_back({"user", user, std::nullopt});
+  return render_chat(messages, {.add_generation_prompt = true, .enable_thinking = enable_thinking});
 }
 
 void report_speed(const GenerationResult& result) {

@@ -34,8 +34,8 @@ SamplingOptions resolve_sampling(const GenerationFlags& flags, const GenerationC
 std::vector<int32_t> resolve_stop_tokens(const GenerationFlags& flags, const GenerationConfig& generation_config,
                                          const ModelConfig& model_config, const Tokenizer* tokenizer);
 
-// The ChatML text (spec §10) one chat turn adds: an optional system message, the user message, and
-// the assistant generation prompt, which opens an empty think block when thinking is off.
+// The chat-template text one chat turn adds: an optional system message, the user message, and
+// the assistant generation prompt (an empty think block when thinking is off).
 std::string chat_turn_text(const std::string& system, const std::string& user, bool enable_thinking);
 
 // "prefill: N tokens, X s, Y tok/s; decode: ..." on stderr.

@@ -124,6 +124,11 @@ TEST_F(Generation, LogitsCommandWritesEveryPosition) {
   EXPECT_NE(result.err.find("999999"), std::string::npos) << result.err;
   result = test::run_deltatune("logits " + model_arg() + " --tokens 1,x --out " + out.string());
   EXPECT_NE(result.exit_code, 0);
+
+  result = test::run_deltatune("logits " + model_arg() + " --text 'Hello world' --out " + out.string());
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto text_tokens = Tokenizer::load(model_dir()).encode("Hello world");
+  EXPECT_EQ(SafetensorsFile::open(out).get("logits").dim(0), int64_t(text_tokens.size()));
 }
 
 TEST_F(Generation, GenerateCommandPrintsIdsTextAndSpeed) {
@@ -151,8 +156,10 @@ TEST_F(Generation, GenerateCommandPrintsIdsTextAndSpeed) {
 
 TEST_F(Generation, ChatKeepsTheConversationAndResets) {
   const std::string chat = "chat " + model_arg() + " --temperature 0 --max-tokens 6 --no-think";
-  auto result = test::run_command("printf 'hello\\n/reset\\nhello\\nand more\\n/exit\\nnot read\\n' | " +
-                                  test::binary().string() + " " + chat);
+  const auto input = test::temp_dir() / "turns.txt";
+  std::ofstream(input) << "hello\n/reset\nhello\n  and more  \n\n/exit\nnot read\n";
+  // The group's own stdin redirection wins over the </dev/null run_command appends.
+  auto result = test::run_command("{ " + test::binary().string() + " " + chat + " <" + input.string() + "; }");
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.err.find("(conversation cleared)"), std::string::npos);
 
