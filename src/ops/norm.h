@@ -17,4 +17,19 @@ void gated_rms_norm(const float* x, const float* z, int64_t rows, int64_t dim, c
 // In place: x <- x * (sum(x^2) + eps)^(-1/2) (eps inside the square root, as FLA's l2norm).
 void l2_normalize(float* x, int64_t rows, int64_t dim, float eps);
 
+
+// ---- Backward (spec §5.5) ----
+// Each takes the PRE-norm input x (the normalised output is not enough), overwrites dx (which may
+// alias dy) and accumulates the weight gradient into dweight (+=, summed over rows).
+
+void rms_norm_zero_centred_backward(const float* x, const float* dy, int64_t rows, int64_t dim,
+                                    const float* weight, float eps, float* dx, float* dweight);
+
+// dz overwritten (may alias dy only if dx does not).
+void gated_rms_norm_backward(const float* x, const float* z, const float* dy, int64_t rows, int64_t dim,
+                             const float* weight, float eps, float* dx, float* dz, float* dweight);
+
+// dx = rho (dy - (dy . y) y) with y = x rho, rho = (sum(x^2) + eps)^(-1/2), the exact square root.
+void l2_normalize_backward(const float* x, const float* dy, int64_t rows, int64_t dim, float eps, float* dx);
+
 }  // namespace dt
