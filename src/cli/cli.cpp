@@ -14,6 +14,9 @@ int run_cli(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every command");
   register_init_model(app);
   register_info(app);
+  register_init_adapter(app);
+  register_validate_adapter(app);
+  register_merge(app);
   register_tokenize(app);
   register_logits(app);
   register_generate(app);

@@ -10,6 +10,9 @@ int run_cli(int argc, char** argv);
 // One function per command file (src/cli/cmd_*.cpp): adds the subcommand and its callback.
 void register_init_model(CLI::App& app);
 void register_info(CLI::App& app);
+void register_init_adapter(CLI::App& app);
+void register_validate_adapter(CLI::App& app);
+void register_merge(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);
