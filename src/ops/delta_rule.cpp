@@ -592,4 +592,30 @@ void delta_rule_chunked_backward(const DeltaRuleProblem& p, const float* initial
   }
 }
 
+
+void gated_delta_gates_backward(const float* b, const float* a, int64_t tokens, int64_t heads,
+                                const float* A_log, const float* dt_bias, const float* dbeta,
+                                const float* dg, float* db, float* da, float* dA_log, float* ddt_bias) {
+  std::vector<double> A_log_gradient(static_cast<size_t>(heads), 0.0), bias_gradient(static_cast<size_t>(heads), 0.0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t i = t * heads + h;
+      const float beta = sigmoid(b[i]);
+      db[i] = dbeta[i] * beta * (1.0f - beta);
+      const float x = a[i] + dt_bias[h], rate = softplus(x);
+      const float g = rate == 0.0f ? 0.0f : -std::exp(A_log[h]) * rate;
+      if (rate == 0.0f || g < kMinLogDecay) {
+        da[i] = 0.0f;
+        continue;
+      }
+      da[i] = dg[i] * -std::exp(A_log[h]) * softplus_derivative(x);
+      bias_gradient[size_t(h)] += da[i];
+      A_log_gradient[size_t(h)] += double(dg[i]) * double(g);
+    }
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    dA_log[h] += float(A_log_gradient[size_t(h)]);
+    ddt_bias[h] += float(bias_gradient[size_t(h)]);
+  }
+}
 }  // namespace dt

@@ -11,4 +11,12 @@ namespace dt {
 void apply_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
                 double theta, int64_t first_position);
 
+
+// ---- Backward ----
+
+// In place on the gradient w.r.t. the rotated x: turns it into the gradient w.r.t. x before
+// apply_rope (the inverse rotation, since a rotation's transpose is its inverse).
+void apply_rope_backward(float* dx, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                         double theta, int64_t first_position);
+
 }  // namespace dt
