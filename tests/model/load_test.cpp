@@ -118,6 +118,17 @@ TEST(Load, TiedHeadIsTheEmbeddingAndTextOnlyPrefixIsDetected) {
   EXPECT_EQ(w.lm_head.data(), w.embed_tokens.data());
 }
 
+TEST(Load, TiedConfigUsesTheEmbeddingEvenWhenAHeadIsStored) {
+  const auto dir = test::temp_dir();
+  const ModelConfig untied = tiny_config(false);
+  ModelConfig tied = untied;
+  tied.tie_word_embeddings = true;
+  write_model(dir, tied, tiny_tensors(untied));  // lm_head.weight stored, config says tied (as HF ties)
+  const ModelWeights w = load_model(dir);
+  EXPECT_FALSE(w.lm_head_stored);
+  EXPECT_EQ(w.lm_head.data(), w.embed_tokens.data());
+}
+
 TEST(Load, UntiedConfigWithoutHeadFails) {
   const auto dir = test::temp_dir();
   const ModelConfig config = tiny_config(false);
