@@ -135,4 +135,115 @@ void causal_attention_reference(const AttentionProblem& p, float* out) {
   }
 }
 
+
+// ---- Backward ----
+
+namespace {
+
+void zero_kv_gradients(const AttentionProblem& p, float* dkeys, float* dvalues) {
+  for (int64_t j = 0; j < p.kv_heads; ++j) {
+    std::fill_n(dkeys + j * p.kv_capacity * p.head_dim, (p.past + p.tokens) * p.head_dim, 0.0f);
+    std::fill_n(dvalues + j * p.kv_capacity * p.head_dim, (p.past + p.tokens) * p.head_dim, 0.0f);
+  }
+}
+
+}  // namespace
+
+void causal_attention_backward(const AttentionProblem& p, const float* d_out, float* dq, float* dkeys,
+                               float* dvalues) {
+  check(p);
+  zero_kv_gradients(p, dkeys, dvalues);
+  if (p.tokens == 0) return;
+  constexpr int64_t kQueryBlock = 256;
+  const int64_t hd = p.head_dim, q_row = p.q_heads * hd;
+  // P (probabilities) and dS (score gradients) of one block of queries.
+  std::vector<float> probabilities(static_cast<size_t>(std::min(kQueryBlock, p.tokens) * (p.past + p.tokens)));
+  std::vector<float> score_gradients(probabilities.size());
+  float* const P = probabilities.data();
+  float* const dS = score_gradients.data();
+  for (int64_t h = 0; h < p.q_heads; ++h) {
+    const int64_t kv = kv_head_of(p, h);
+    const float* keys = p.keys + kv * p.kv_capacity * hd;
+    const float* values = p.values + kv * p.kv_capacity * hd;
+    float* key_gradients = dkeys + kv * p.kv_capacity * hd;
+    float* value_gradients = dvalues + kv * p.kv_capacity * hd;
+    for (int64_t first = 0; first < p.tokens; first += kQueryBlock) {
+      const int64_t count = std::min(kQueryBlock, p.tokens - first);
+      const int64_t width = p.past + first + count;
+      const float* Q = p.q + first * q_row + h * hd;
+      const float* dO = d_out + first * q_row + h * hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(count), int(width), int(hd), p.scale, Q,
+                  int(q_row), keys, int(hd), 0.0f, P, int(width));
+      // dP = dO V^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(count), int(width), int(hd), 1.0f, dO,
+                  int(q_row), values, int(hd), 0.0f, dS, int(width));
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < count; ++r) {
+        float* row = P + r * width;
+        float* gradient = dS + r * width;
+        const int64_t visible = p.past + first + r + 1;
+        softmax(row, visible);
+        std::fill(row + visible, row + width, 0.0f);
+        // dS = scale P o (dP - (dP . P)), the softmax backward with the score scale folded in.
+        double expectation = 0;
+        for (int64_t s = 0; s < visible; ++s) expectation += double(row[s]) * double(gradient[s]);
+        for (int64_t s = 0; s < visible; ++s) gradient[s] = p.scale * row[s] * (gradient[s] - float(expectation));
+        std::fill(gradient + visible, gradient + width, 0.0f);
+      }
+      // dQ = dS K;  dK += dS^T Q;  dV += P^T dO
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(count), int(hd), int(width), 1.0f, dS,
+                  int(width), keys, int(hd), 0.0f, dq + first * q_row + h * hd, int(q_row));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(width), int(hd), int(count), 1.0f, dS,
+                  int(width), Q, int(q_row), 1.0f, key_gradients, int(hd));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(width), int(hd), int(count), 1.0f, P,
+                  int(width), dO, int(q_row), 1.0f, value_gradients, int(hd));
+    }
+  }
+}
+
+void causal_attention_backward_reference(const AttentionProblem& p, const float* d_out, float* dq,
+                                         float* dkeys, float* dvalues) {
+  check(p);
+  zero_kv_gradients(p, dkeys, dvalues);
+  const int64_t hd = p.head_dim, q_row = p.q_heads * hd;
+  for (int64_t h = 0; h < p.q_heads; ++h) {
+    const int64_t kv = kv_head_of(p, h);
+    const float* keys = p.keys + kv * p.kv_capacity * hd;
+    const float* values = p.values + kv * p.kv_capacity * hd;
+    for (int64_t t = 0; t < p.tokens; ++t) {
+      const int64_t visible = p.past + t + 1;
+      const float* query = p.q + t * q_row + h * hd;
+      const float* gradient = d_out + t * q_row + h * hd;
+      std::vector<double> weights(static_cast<size_t>(visible)), d_weights(static_cast<size_t>(visible));
+      double maximum = -std::numeric_limits<double>::infinity();
+      for (int64_t s = 0; s < visible; ++s) {
+        double dot = 0;
+        for (int64_t i = 0; i < hd; ++i) dot += double(query[i]) * double(keys[s * hd + i]);
+        weights[size_t(s)] = dot * double(p.scale);
+        maximum = std::max(maximum, weights[size_t(s)]);
+      }
+      double total = 0;
+      for (double& w : weights) total += (w = std::exp(w - maximum));
+      double expectation = 0;
+      for (int64_t s = 0; s < visible; ++s) {
+        weights[size_t(s)] /= total;
+        double dot = 0;
+        for (int64_t i = 0; i < hd; ++i) dot += double(gradient[i]) * double(values[s * hd + i]);
+        d_weights[size_t(s)] = dot;
+        expectation += dot * weights[size_t(s)];
+      }
+      std::vector<double> query_gradient(static_cast<size_t>(hd), 0.0);
+      for (int64_t s = 0; s < visible; ++s) {
+        const double score_gradient = double(p.scale) * weights[size_t(s)] * (d_weights[size_t(s)] - expectation);
+        for (int64_t i = 0; i < hd; ++i) {
+          query_gradient[size_t(i)] += score_gradient * double(keys[s * hd + i]);
+          dkeys[(kv * p.kv_capacity + s) * hd + i] += float(score_gradient * double(query[i]));
+          dvalues[(kv * p.kv_capacity + s) * hd + i] += float(weights[size_t(s)] * double(gradient[i]));
+        }
+      }
+      for (int64_t i = 0; i < hd; ++i) dq[t * q_row + h * hd + i] = float(query_gradient[size_t(i)]);
+    }
+  }
+}
+
 }  // namespace dt

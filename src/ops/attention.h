@@ -24,4 +24,19 @@ void causal_attention(const AttentionProblem& problem, float* out);
 // Naive loops with double accumulation; the reference for causal_attention.
 void causal_attention_reference(const AttentionProblem& problem, float* out);
 
+
+// ---- Backward ----
+
+// Gradients of causal_attention given d_out [tokens, q_heads * head_dim]: dq (layout of q)
+// overwritten; dkeys and dvalues (layout of keys and values) have rows 0 .. past + tokens - 1 of
+// every kv head overwritten with the sum over all queries that see a position and over the query
+// heads sharing the kv head. Probabilities are recomputed; sgemm throughout, so it must not be
+// called from inside an OpenMP parallel region.
+void causal_attention_backward(const AttentionProblem& problem, const float* d_out, float* dq, float* dkeys,
+                               float* dvalues);
+
+// Naive loops with double accumulation; the reference for causal_attention_backward.
+void causal_attention_backward_reference(const AttentionProblem& problem, const float* d_out, float* dq,
+                                         float* dkeys, float* dvalues);
+
 }  // namespace dt
