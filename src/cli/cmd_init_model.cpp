@@ -49,8 +49,9 @@ void register_init_model(CLI::App& app) {
   command->add_option("--seed", options->request.init.seed, "Random seed; the same seed gives identical weights")
       ->capture_default_str();
   command->add_option("--set", options->request.overrides,
-                      "Override a text-config field, key=value (repeatable), e.g. --set num_hidden_layers=8 "
-                      "--set layer_types=linear_attention,full_attention --set rope_theta=1e6");
+                      "Override a text-config field, key=value (repeatable): ints, floats, true/false, comma lists "
+                      "for layer_types, mrope_section and eos_token_id; e.g. --set num_hidden_layers=8 --set "
+                      "rope_theta=1e6. The config is re-validated");
   command->add_option("--dtype", options->dtype, "Storage dtype of the weights: bf16, f16 or f32")
       ->capture_default_str();
   command->add_flag("--text-only", options->request.text_only,
