@@ -151,4 +151,110 @@ void linear_reference(const float* x, int64_t rows, const Tensor& weight, float*
   }
 }
 
+
+// ---- Backward and LoRA (spec §5.5) ----
+
+void linear_backward_input(const float* dy, int64_t rows, const Tensor& weight, float* dx, bool accumulate) {
+  check_weight(weight);
+  const int64_t out = weight.dim(0), in = weight.dim(1);
+  if (rows == 0) return;
+  if (out == 0) {
+    if (!accumulate) std::fill_n(dx, rows * in, 0.0f);
+    return;
+  }
+  if (weight.dtype() == DType::F32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(in), int(out), 1.0f, dy, int(out),
+                weight.f32(), int(in), accumulate ? 1.0f : 0.0f, dx, int(in));
+    return;
+  }
+  const int64_t block_rows = std::clamp<int64_t>(kConvertBlockBytes / (in * 4), 16, out);
+  thread_local std::vector<float> block;
+  block.resize(size_t(block_rows * in));
+  for (int64_t first = 0; first < out; first += block_rows) {
+    const int64_t count = std::min(block_rows, out - first);
+    weight_rows_to_f32(weight, first, count, block.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(in), int(count), 1.0f, dy + first,
+                int(out), block.data(), int(in), (accumulate || first > 0) ? 1.0f : 0.0f, dx, int(in));
+  }
+}
+
+namespace {
+
+void check_lora(const Tensor& weight, const LoraFactors& lora) {
+  check_weight(weight);
+  if (lora.rank <= 0 || !lora.a || !lora.b)
+    fail("lora linear: rank {} with factors {} / {}, expected a positive rank and both factors", lora.rank,
+         lora.a ? "A" : "no A", lora.b ? "B" : "no B");
+}
+
+}  // namespace
+
+void lora_linear(const float* x, int64_t rows, const Tensor& weight, const LoraFactors& lora, float* y) {
+  check_lora(weight, lora);
+  const int64_t out = weight.dim(0), in = weight.dim(1), r = lora.rank;
+  linear(x, rows, weight, y);
+  if (rows == 0) return;
+  std::vector<float> xa(static_cast<size_t>(rows * r));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(r), int(in), 1.0f, x, int(in), lora.a,
+              int(in), 0.0f, xa.data(), int(r));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(r), lora.scale, xa.data(), int(r),
+              lora.b, int(r), 1.0f, y, int(out));
+}
+
+void lora_linear_backward(const float* x, const float* dy, int64_t rows, const Tensor& weight,
+                          const LoraFactors& lora, float* dx, float* dA, float* dB) {
+  check_lora(weight, lora);
+  const int64_t out = weight.dim(0), in = weight.dim(1), r = lora.rank;
+  if (rows == 0) return;
+  std::vector<float> xa(static_cast<size_t>(rows * r)), dyB(static_cast<size_t>(rows * r));
+  // dB += s dy^T (x A^T)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(r), int(in), 1.0f, x, int(in), lora.a,
+              int(in), 0.0f, xa.data(), int(r));
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(out), int(r), int(rows), lora.scale, dy, int(out),
+              xa.data(), int(r), 1.0f, dB, int(r));
+  // dA += s (dy B)^T x
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(r), int(out), 1.0f, dy, int(out), lora.b,
+              int(r), 0.0f, dyB.data(), int(r));
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(r), int(in), int(rows), lora.scale, dyB.data(), int(r),
+              x, int(in), 1.0f, dA, int(in));
+  // dx = dy W + s (dy B) A
+  if (!dx) return;
+  linear_backward_input(dy, rows, weight, dx);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(in), int(r), lora.scale, dyB.data(), int(r),
+              lora.a, int(in), 1.0f, dx, int(in));
+}
+
+void lora_linear_backward_reference(const float* x, const float* dy, int64_t rows, const Tensor& weight,
+                                    const LoraFactors& lora, float* dx, float* dA, float* dB) {
+  check_lora(weight, lora);
+  const int64_t out = weight.dim(0), in = weight.dim(1), r = lora.rank;
+  const std::vector<float> w = weight.to_f32_vector();
+  std::vector<double> xa(static_cast<size_t>(rows * r), 0.0), dyB(static_cast<size_t>(rows * r), 0.0);
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t k = 0; k < r; ++k) {
+      for (int64_t i = 0; i < in; ++i) xa[size_t(t * r + k)] += double(x[t * in + i]) * double(lora.a[k * in + i]);
+      for (int64_t o = 0; o < out; ++o) dyB[size_t(t * r + k)] += double(dy[t * out + o]) * double(lora.b[o * r + k]);
+    }
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t k = 0; k < r; ++k) {
+      double sum = 0;
+      for (int64_t t = 0; t < rows; ++t) sum += double(dy[t * out + o]) * xa[size_t(t * r + k)];
+      dB[o * r + k] += float(double(lora.scale) * sum);
+    }
+  for (int64_t k = 0; k < r; ++k)
+    for (int64_t i = 0; i < in; ++i) {
+      double sum = 0;
+      for (int64_t t = 0; t < rows; ++t) sum += dyB[size_t(t * r + k)] * double(x[t * in + i]);
+      dA[k * in + i] += float(double(lora.scale) * sum);
+    }
+  if (!dx) return;
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t i = 0; i < in; ++i) {
+      double sum = 0;
+      for (int64_t o = 0; o < out; ++o) sum += double(dy[t * out + o]) * double(w[size_t(o * in + i)]);
+      for (int64_t k = 0; k < r; ++k) sum += double(lora.scale) * dyB[size_t(t * r + k)] * double(lora.a[k * in + i]);
+      dx[t * in + i] = float(sum);
+    }
+}
+
 }  // namespace dt
