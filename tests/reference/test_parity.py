@@ -19,7 +19,11 @@ import subprocess
 import sys
 import time
 
-import torch
+# Passive OpenMP waiting (read when torch loads libgomp): spinning workers make tiny models on a busy
+# shared machine many times slower, in torch and in deltatune alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen35_reference as ref  # noqa: E402
@@ -62,12 +66,8 @@ class Results:
         print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
 
-# Passive OpenMP waiting: with spinning workers a tiny model on a busy shared machine runs ~100x slower.
-CHILD_ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-
-
 def run(command):
-    completed = subprocess.run(command, capture_output=True, text=True, env=CHILD_ENV)
+    completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}: {completed.stderr.strip()[-2000:]}")
     return completed.stdout
