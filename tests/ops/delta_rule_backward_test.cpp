@@ -9,6 +9,7 @@
 
 #include "ops/delta_rule.h"
 #include "ops/gradcheck.h"
+#include "ops/norm.h"
 #include "ops/numeric_test_util.h"
 
 namespace dt {
@@ -235,6 +236,61 @@ TEST(DeltaRuleBackward, RecurrentFloatMatchesDouble) {
   EXPECT_TRUE(all_close(actual.dk, to_float(expected.dk), 1e-5));
   EXPECT_TRUE(all_close(actual.dg, to_float(expected.dg), 1e-5));
   EXPECT_TRUE(all_close(actual.d_initial_state, to_float(expected.d_initial_state), 1e-5));
+}
+
+// The layer's chain on the model's layout: raw q, k, v interleaved per token as the conv output
+// [q (nk*dk) | k (nk*dk) | v (nv*dv)], l2-normalised q and k, the chunked rule from a nonzero state,
+// and l2_normalize_backward on dq and dk; against finite differences of the float forward.
+TEST(DeltaRuleBackward, ChunkedWithL2NormOnTheConvLayoutMatchesFiniteDifferences) {
+  const int64_t tokens = 70, nk = 2, nv = 4, dk = 8, dv = 4, row = 2 * nk * dk + nv * dv;
+  auto qkv = test::random_vector(size_t(tokens * row), 2000);
+  auto beta = test::uniform_vector(size_t(tokens * nv), 2001, 0.1f, 0.9f);
+  auto g = test::uniform_vector(size_t(tokens * nv), 2002, -2.0f, -0.01f);
+  auto initial_state = test::random_vector(size_t(nv * dk * dv), 2003, 0.5f);
+  const auto d_out = test::random_vector(size_t(tokens * nv * dv), 2004);
+  const auto d_final_state = test::random_vector(initial_state.size(), 2005);
+  std::vector<float> normalised;
+  auto problem = [&] {
+    DeltaRuleProblem p;
+    p.tokens = tokens;
+    p.key_heads = nk;
+    p.value_heads = nv;
+    p.key_dim = dk;
+    p.value_dim = dv;
+    p.q = normalised.data();
+    p.k = normalised.data() + nk * dk;
+    p.v = normalised.data() + 2 * nk * dk;
+    p.q_stride = p.k_stride = p.v_stride = row;
+    p.beta = beta.data();
+    p.g = g.data();
+    p.scale = 1.0f / std::sqrt(float(dk));
+    return p;
+  };
+  auto normalise = [&] {
+    normalised = qkv;
+    for (int64_t t = 0; t < tokens; ++t) l2_normalize(normalised.data() + t * row, 2 * nk, dk, 1e-6f);
+  };
+  normalise();
+  std::vector<float> dqkv(qkv.size(), 0.0f), dbeta(beta.size()), dg(g.size()), d_initial_state(initial_state.size());
+  const DeltaRuleGradients<float> gradients{dqkv.data(), dqkv.data() + nk * dk, dqkv.data() + 2 * nk * dk,
+                                            dbeta.data(), dg.data(), d_initial_state.data()};
+  delta_rule_chunked_backward(problem(), initial_state.data(), d_out.data(), d_final_state.data(), gradients, 16);
+  for (int64_t t = 0; t < tokens; ++t)
+    l2_normalize_backward(qkv.data() + t * row, dqkv.data() + t * row, 2 * nk, dk, 1e-6f, dqkv.data() + t * row);
+  auto loss = [&] {
+    normalise();
+    std::vector<float> state = initial_state, out(d_out.size());
+    delta_rule_recurrent(problem(), state.data(), out.data());
+    return test::weighted_sum<float, float>(out, d_out) + test::weighted_sum<float, float>(state, d_final_state);
+  };
+  test::GradcheckOptions options;
+  options.random_entries = 30;
+  EXPECT_TRUE(test::gradients_match(
+      test::gradcheck<float>(loss, {GradParameter<float>{"qkv", qkv, dqkv}, GradParameter<float>{"beta", beta, dbeta},
+                                    GradParameter<float>{"g", g, dg},
+                                    GradParameter<float>{"initial_state", initial_state, d_initial_state}},
+                             options),
+      1e-2));
 }
 
 }  // namespace
