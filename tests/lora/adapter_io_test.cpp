@@ -152,7 +152,10 @@ TEST(AdapterIo, ConfigIsWhatPeftWrites) {
 
 TEST(AdapterIo, PerModuleRanksRoundTripThroughRankPattern) {
   const ModelConfig config = test::tiny_config();
-  LoraAdapter adapter(config, LoraSettings{.r = 4, .lora_alpha = 8});
+  LoraSettings settings;
+  settings.r = 4;
+  settings.lora_alpha = 8;
+  LoraAdapter adapter(config, settings);
   for (LoraModule* module : {&adapter.add_module(3, LinearKind::AttnQ, 2, 8), &adapter.add_module(2, LinearKind::MlpDown, 4, 8),
                              &adapter.add_module(0, LinearKind::GdnZ, 6, 3)})
     initialize_module(*module, LoraInit::Random, 5);
