@@ -48,7 +48,7 @@ void run_validate_adapter(const std::string& model_dir, const std::string& adapt
              settings.use_rslora ? "rsLoRA alpha/sqrt(r)" : "alpha/r", settings.lora_dropout);
   fmt::print("modules:    {} in {} of {} layers\n", adapter.module_count(), layers.size(), adapter.layer_count());
   for (const auto& [kind, summary] : kinds)
-    fmt::print("  {:<22} {:>3} modules, layers [{}], rank {}, scaling {}, {} parameters\n",
+    fmt::print("  {:<24} {:>3} modules, layers [{}], rank {}, scaling {}, {} parameters\n",
                linear_module_path(LinearKind(kind)), summary.layers.size(), fmt::join(summary.layers, ","),
                fmt::join(summary.ranks, "/"), fmt::join(summary.scalings, "/"), summary.parameters);
   fmt::print("parameters: {}\n", adapter.parameter_count());
