@@ -17,7 +17,8 @@ void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
   command.add_option("--repetition-penalty", flags.repetition_penalty,
                      "HF repetition penalty over prompt and output; 1 disables (default: generation_config.json, else 1)");
   command.add_option("--seed", flags.seed, "Random seed of the sampler")->capture_default_str();
-  command.add_option("--stop", flags.stop, "Stop when the output contains this text (repeatable); it is not printed");
+  command.add_option("--stop", flags.stop, "Stop when the output contains this text (repeatable); it is not printed")
+      ->allow_extra_args(false);
   command.add_flag("--ignore-eos", flags.ignore_eos, "Do not stop at end-of-sequence tokens");
   command.add_flag("--no-think", flags.no_think,
                    "Chat template: start the reply with an empty <think></think> block (thinking off)");
