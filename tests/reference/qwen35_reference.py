@@ -453,7 +453,8 @@ def random_model(seed=0, **overrides):
 
 
 def self_check_model(tolerance=1e-10):
-    """Whole model: chunked == recurrent, and cached prefill + decode == one full forward."""
+    """Whole model: chunked == recurrent (logits and autograd gradients), and cached prefill + decode
+    == one full forward."""
     cfg, weights = random_model()
     tokens = torch.randint(0, cfg["vocab_size"], (140,), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -463,7 +464,20 @@ def self_check_model(tolerance=1e-10):
         pieces = [forward(cfg, weights, tokens[:70], cache), forward(cfg, weights, tokens[70:135], cache)]
         pieces += [forward(cfg, weights, tokens[t:t + 1], cache, recurrent=True) for t in range(135, 140)]
         checks["cached"] = torch.cat(pieces)
+    # Autograd runs through both delta-rule forms and gives the same gradients.
+    leaves = {name: tensor.clone().requires_grad_(True) for name, tensor in weights.items()}
+    probe = ["layers.0.linear_attn.A_log", "layers.0.linear_attn.dt_bias", "layers.0.linear_attn.conv1d.weight",
+             "layers.0.linear_attn.in_proj_qkv.weight", "layers.1.self_attn.q_proj.weight", "norm.weight"]
+    gradients = {}
+    for recurrent in (False, True):
+        loss = forward(cfg, leaves, tokens[:70], recurrent=recurrent).logsumexp(-1).sum()
+        gradients[recurrent] = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [leaves[n] for n in probe])])
+    full_grad = gradients[False]
     worst = 0.0
+    error = float((gradients[True] - full_grad).norm() / full_grad.norm())
+    if not math.isfinite(error) or error > tolerance or float(full_grad.norm()) == 0.0:
+        raise AssertionError(f"gradients of the chunked and recurrent forms differ by {error} (relative L2)")
+    worst = max(worst, error)
     for name, other in checks.items():
         error = float(((other - full).norm() / full.norm()))
         if not math.isfinite(error) or error > tolerance:
@@ -492,7 +506,7 @@ def main(argv):
     args = parser.parse_args(argv)
     if args.command == "self-check":
         print(f"delta rule: chunked == recurrent, max abs difference {self_check():.3g}")
-        print(f"model: recurrent and cached == chunked, relative L2 difference {self_check_model():.3g}")
+        print(f"model: recurrent, cached and gradients == chunked, relative L2 difference {self_check_model():.3g}")
     elif args.command == "logits":
         cfg, weights = load_model(args.model)
         with torch.no_grad():

@@ -132,7 +132,7 @@ def main(argv):
 
     try:
         results.record("reference delta rule chunked == recurrent (float64)", True, f"max abs {ref.self_check():.1e}")
-        results.record("reference model recurrent/cached == chunked (float64)", True, f"relative {ref.self_check_model():.1e}")
+        results.record("reference model recurrent/cached/gradients == chunked (float64)", True, f"relative {ref.self_check_model():.1e}")
     except AssertionError as exc:
         results.record("reference self-check", False, str(exc))
 
