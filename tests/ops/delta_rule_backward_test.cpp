@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <string>
 
 #include "ops/delta_rule.h"
 #include "ops/gradcheck.h"
 #include "ops/norm.h"
 #include "ops/numeric_test_util.h"
+#include "test_util.h"
 
 namespace dt {
 namespace {
@@ -291,6 +293,82 @@ TEST(DeltaRuleBackward, ChunkedWithL2NormOnTheConvLayoutMatchesFiniteDifferences
                                     GradParameter<float>{"initial_state", initial_state, d_initial_state}},
                              options),
       1e-2));
+}
+
+void write_f32(const std::filesystem::path& path, const std::vector<float>& values) {
+  std::ofstream file(path, std::ios::binary);
+  file.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(float)));
+}
+
+std::vector<float> read_f64(const std::filesystem::path& path, size_t count) {
+  std::ifstream file(path, std::ios::binary);
+  std::vector<double> values(count);
+  file.read(reinterpret_cast<char*>(values.data()), std::streamsize(count * sizeof(double)));
+  EXPECT_EQ(size_t(file.gcount()), count * sizeof(double)) << path;
+  return {values.begin(), values.end()};
+}
+
+// The whole GDN core (l2norm and scale, GVA with nv = 3 nk, per-value-head gates, the chunked rule
+// from an initial state) against an independent PyTorch float64 autograd of the per-token
+// recurrence, so a layout assumption shared by our forward and backward (head mapping, gate heads)
+// cannot hide.
+TEST(DeltaRuleBackward, GdnCoreMatchesPyTorchAutograd) {
+  const int64_t tokens = 70, nk = 2, nv = 6, dk = 8, dv = 4, row = 2 * nk * dk + nv * dv;
+  auto qkv = test::random_vector(size_t(tokens * row), 3000);
+  const auto b = test::random_vector(size_t(tokens * nv), 3001), a = test::random_vector(size_t(tokens * nv), 3002);
+  const auto A_log = test::uniform_vector(size_t(nv), 3003, -1.0f, 1.5f);
+  const auto dt_bias = test::uniform_vector(size_t(nv), 3004, -1.0f, 1.0f);
+  const auto initial_state = test::random_vector(size_t(nv * dk * dv), 3005, 0.5f);
+  const auto d_out = test::random_vector(size_t(tokens * nv * dv), 3006);
+  const auto d_final_state = test::random_vector(initial_state.size(), 3007);
+
+  const std::filesystem::path folder = test::temp_dir("gdn_torch");
+  for (const auto& [name, values] : {std::pair<const char*, const std::vector<float>*>{"qkv", &qkv}, {"b", &b},
+                                     {"a", &a}, {"A_log", &A_log}, {"dt_bias", &dt_bias},
+                                     {"initial_state", &initial_state}, {"d_out", &d_out},
+                                     {"d_final_state", &d_final_state}})
+    write_f32(folder / (std::string(name) + ".f32"), *values);
+  const test::CommandResult run = test::run_command(
+      "/usr/bin/python3 " + (test::source_dir() / "tests/ops/delta_rule_backward_reference.py").string() + " " +
+      folder.string() + " " + std::to_string(tokens) + " " + std::to_string(nk) + " " + std::to_string(nv) + " " +
+      std::to_string(dk) + " " + std::to_string(dv));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+
+  // Ours: gates, l2norm, chunked backward, then the gate and l2norm backward.
+  std::vector<float> beta(b.size()), g(b.size()), normalised = qkv;
+  gated_delta_gates(b.data(), a.data(), tokens, nv, A_log.data(), dt_bias.data(), beta.data(), g.data());
+  for (int64_t t = 0; t < tokens; ++t) l2_normalize(normalised.data() + t * row, 2 * nk, dk, 1e-6f);
+  DeltaRuleProblem p;
+  p.tokens = tokens;
+  p.key_heads = nk;
+  p.value_heads = nv;
+  p.key_dim = dk;
+  p.value_dim = dv;
+  p.q = normalised.data();
+  p.k = normalised.data() + nk * dk;
+  p.v = normalised.data() + 2 * nk * dk;
+  p.q_stride = p.k_stride = p.v_stride = row;
+  p.beta = beta.data();
+  p.g = g.data();
+  p.scale = 1.0f / std::sqrt(float(dk));
+  std::vector<float> dqkv(qkv.size()), dbeta(beta.size()), dg(g.size()), d_initial_state(initial_state.size());
+  delta_rule_chunked_backward(p, initial_state.data(), d_out.data(), d_final_state.data(),
+                              {dqkv.data(), dqkv.data() + nk * dk, dqkv.data() + 2 * nk * dk, dbeta.data(), dg.data(),
+                               d_initial_state.data()},
+                              16);
+  for (int64_t t = 0; t < tokens; ++t)
+    l2_normalize_backward(qkv.data() + t * row, dqkv.data() + t * row, 2 * nk, dk, 1e-6f, dqkv.data() + t * row);
+  std::vector<float> db(b.size()), da(a.size()), dA_log(size_t(nv), 0.0f), ddt_bias(size_t(nv), 0.0f);
+  gated_delta_gates_backward(b.data(), a.data(), tokens, nv, A_log.data(), dt_bias.data(), dbeta.data(), dg.data(),
+                             db.data(), da.data(), dA_log.data(), ddt_bias.data());
+
+  EXPECT_TRUE(all_close(dqkv, read_f64(folder / "grad_qkv.f64", qkv.size()), 1e-4)) << "qkv";
+  EXPECT_TRUE(all_close(db, read_f64(folder / "grad_b.f64", b.size()), 1e-4)) << "b";
+  EXPECT_TRUE(all_close(da, read_f64(folder / "grad_a.f64", a.size()), 1e-4)) << "a";
+  EXPECT_TRUE(all_close(dA_log, read_f64(folder / "grad_A_log.f64", A_log.size()), 1e-4)) << "A_log";
+  EXPECT_TRUE(all_close(ddt_bias, read_f64(folder / "grad_dt_bias.f64", dt_bias.size()), 1e-4)) << "dt_bias";
+  EXPECT_TRUE(all_close(d_initial_state, read_f64(folder / "grad_initial_state.f64", initial_state.size()), 1e-4))
+      << "initial_state";
 }
 
 }  // namespace
