@@ -2,6 +2,8 @@
 // (F32 [T, vocab], tensor "logits") to a safetensors file, for parity checks against a reference.
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "cli/cli.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -14,7 +16,7 @@ namespace dt {
 
 void register_logits(CLI::App& app) {
   struct Options {
-    std::string model, tokens, text, out;
+    std::string model, tokens, text, out, pieces;
     bool recurrent = false;
   };
   auto options = std::make_shared<Options>();
@@ -25,6 +27,9 @@ void register_logits(CLI::App& app) {
   tokens->excludes(text);
   command->add_option("--out", options->out, "Output .safetensors file (tensor \"logits\", F32 [T, vocab])")->required();
   command->add_flag("--recurrent", options->recurrent, "Evaluate the delta rule token by token instead of chunked");
+  command->add_option("--pieces", options->pieces,
+                      "Feed the tokens in pieces of these sizes (comma-separated, summing to T), each continuing "
+                      "from the caches of the previous ones, e.g. 70,65,1,1 (default: one piece)");
   command->callback([options] {
     if (options->tokens.empty() == options->text.empty()) fail("logits: give exactly one of --tokens and --text");
     const auto tokens = options->text.empty() ? parse_token_ids(options->tokens, "--tokens")
@@ -37,7 +42,23 @@ void register_logits(CLI::App& app) {
     for (int32_t token : tokens)
       if (token >= weights.config.vocab_size)
         fail("--tokens: id {} is outside the model's vocabulary [0, {})", token, weights.config.vocab_size);
-    Tensor logits = forward(weights, tokens, state, forward_options);
+    std::vector<int32_t> pieces = {int32_t(tokens.size())};
+    if (!options->pieces.empty()) pieces = parse_token_ids(options->pieces, "--pieces");
+    int64_t total = 0;
+    for (int32_t size : pieces) {
+      if (size == 0) fail("--pieces: sizes must be positive, got \"{}\"", options->pieces);
+      total += size;
+    }
+    if (total != int64_t(tokens.size()))
+      fail("--pieces: sizes sum to {}, but there are {} tokens", total, tokens.size());
+    const int64_t vocab = weights.config.vocab_size;
+    Tensor logits = Tensor::zeros(DType::F32, {total, vocab});
+    size_t begin = 0;
+    for (int32_t size : pieces) {
+      const Tensor piece = forward(weights, std::span(tokens).subspan(begin, size_t(size)), state, forward_options);
+      std::copy(piece.f32(), piece.f32() + piece.numel(), logits.f32() + begin * size_t(vocab));
+      begin += size_t(size);
+    }
     write_safetensors(options->out, {{"logits", std::move(logits)}});
   });
 }

@@ -125,6 +125,10 @@ TEST_F(Generation, LogitsCommandWritesEveryPosition) {
   result = test::run_deltatune("logits " + model_arg() + " --tokens 1,x --out " + out.string());
   EXPECT_NE(result.exit_code, 0);
 
+  result = test::run_deltatune("logits " + model_arg() + " --tokens 1,2,3 --pieces 1,1 --out " + out.string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("sum to 2"), std::string::npos) << result.err;
+
   result = test::run_deltatune("logits " + model_arg() + " --text 'Hello world' --out " + out.string());
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto text_tokens = Tokenizer::load(model_dir()).encode("Hello world");

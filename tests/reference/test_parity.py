@@ -5,7 +5,8 @@ Creates asymmetric random models with `deltatune init-model` (nk != nv, dk != dv
 untied heads, both checkpoint prefixes, a sharded checkpoint, randomised norms, BF16/F16/F32 storage),
 then for each checks:
   - `deltatune logits` (chunked, and --recurrent for some lengths) against the reference at
-    T = 1, 63, 64, 65, 130: relative L2 error <= 1e-4, any non-finite value fails;
+    T = 1, 63, 64, 65, 130, and fed in cached pieces (70, 65, then five single-token decode steps):
+    relative L2 error <= 1e-4, any non-finite value fails;
   - `deltatune generate --temperature 0 --ignore-eos --print-ids` 32 tokens against the reference's
     cached greedy loop.
 Prints one line per check and "N passed, M failed"; exits non-zero on any failure.
@@ -32,6 +33,9 @@ RELATIVE_TOLERANCE = 1e-4
 GREEDY_TOKENS = 32
 LENGTHS = (1, 63, 64, 65, 130)
 RECURRENT_LENGTHS = (65, 130)
+# Cached continuation: chunked prefill after a cache (conv, recurrent and KV state carried over),
+# then single-token decode steps, against one full reference pass.
+PIECES = (70, 65, 1, 1, 1, 1, 1)
 
 # name -> init-model arguments
 MODELS = {
@@ -103,6 +107,22 @@ def check_logits(results, binary, tmp, name, model_dir, cfg, weights, generator)
                 results.record(label, False, str(exc))
 
 
+def check_pieces(results, binary, tmp, name, model_dir, cfg, weights, generator):
+    label = f"{name} logits pieces {','.join(map(str, PIECES))}"
+    tokens = torch.randint(0, cfg["vocab_size"], (sum(PIECES),), generator=generator).tolist()
+    out = os.path.join(tmp, f"{name}-pieces.safetensors")
+    try:
+        with torch.no_grad():
+            expected = ref.forward(cfg, weights, tokens)
+        run([binary, "logits", "--model", model_dir, "--tokens", ",".join(map(str, tokens)), "--out", out,
+             "--pieces", ",".join(map(str, PIECES))])
+        tensors, _ = ref.read_safetensors(out)
+        error, detail = relative_error(tensors["logits"].to(torch.float64), expected)
+        results.record(label, error <= RELATIVE_TOLERANCE, detail)
+    except Exception as exc:
+        results.record(label, False, str(exc))
+
+
 def check_greedy(results, binary, name, model_dir, cfg, weights, generator):
     label = f"{name} greedy {GREEDY_TOKENS} tokens"
     prompt = torch.randint(0, cfg["vocab_size"], (20,), generator=generator).tolist()
@@ -150,6 +170,7 @@ def main(argv):
             continue
         generator = torch.Generator().manual_seed(100 + index)
         check_logits(results, args.bin, args.tmp, name, model_dir, cfg, weights, generator)
+        check_pieces(results, args.bin, args.tmp, name, model_dir, cfg, weights, generator)
         check_greedy(results, args.bin, name, model_dir, cfg, weights, generator)
 
     print(f"{results.passed} passed, {results.failed} failed ({time.time() - start:.1f} s)")
