@@ -1,12 +1,13 @@
 #include "ops/delta_rule.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "core/error.h"
 #include "ops/activation.h"
-#include "ops/small_gemm.h"
 
 namespace dt {
 namespace {
@@ -19,6 +20,19 @@ void check(const DeltaRuleProblem& p) {
 int64_t key_head_of(const DeltaRuleProblem& p, int64_t value_head) {
   return value_head / (p.value_heads / p.key_heads);
 }
+
+// C[m, n] += alpha * A[m, k] B[k, n], row-major with leading dimensions.
+void gemm_accumulate(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
+                     int64_t ldb, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb),
+              1.0f, C, int(ldc));
+}
+
+// The pthread OpenBLAS we link threads every call by itself and has no per-call thread count, so
+// OpenMP runs the heads in parallel only when it is single-threaded (OPENBLAS_NUM_THREADS=1);
+// otherwise the heads run in turn and each sgemm uses OpenBLAS's threads. Never both: nested, the
+// two thread pools oversubscribe the cores.
+bool heads_in_parallel() { return openblas_get_num_threads() == 1; }
 
 // y += alpha * x
 void axpy(float alpha, const float* x, float* y, int64_t count) {
@@ -83,7 +97,7 @@ void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int
   if (chunk <= 0) fail("delta rule: chunk size {} must be positive", chunk);
   const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads, out_stride = nv * dv;
   const int64_t C = std::min(chunk, p.tokens);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (heads_in_parallel())
   for (int64_t h = 0; h < nv; ++h) {
     // Per-chunk scratch: cumulative log decay G (double, so differences of large sums stay exact
     // enough), the decay matrix Gamma_ij = exp(G_i - G_j) (i >= j), K^T [dk, C], the Gram
@@ -114,8 +128,8 @@ void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int
         for (int64_t c = 0; c < dk; ++c) Kt[size_t(c * C + i)] = K[i * p.k_stride + c];
       std::fill_n(KK.begin(), n * C, 0.0f);
       std::fill_n(QK.begin(), n * C, 0.0f);
-      small_gemm(n, n, dk, 1.0f, K, p.k_stride, Kt.data(), C, KK.data(), C);
-      small_gemm(n, n, dk, 1.0f, Q, p.q_stride, Kt.data(), C, QK.data(), C);
+      gemm_accumulate(n, n, dk, 1.0f, K, p.k_stride, Kt.data(), C, KK.data(), C);
+      gemm_accumulate(n, n, dk, 1.0f, Q, p.q_stride, Kt.data(), C, QK.data(), C);
 
       // T = (I + A)^-1 with A_ij = beta_i (k_i . k_j) Gamma_ij for i > j, by forward substitution
       // (row i of T = e_i - sum_{j<i} A_ij T_j; T is unit lower triangular).
@@ -135,14 +149,14 @@ void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int
       }
       std::fill_n(W.begin(), n * dk, 0.0f);
       std::fill_n(U.begin(), n * dv, 0.0f);
-      small_gemm(n, dk, n, 1.0f, T.data(), C, scaled_k.data(), dk, W.data(), dk);
-      small_gemm(n, dv, n, 1.0f, T.data(), C, scaled_v.data(), dv, U.data(), dv);
+      gemm_accumulate(n, dk, n, 1.0f, T.data(), C, scaled_k.data(), dk, W.data(), dk);
+      gemm_accumulate(n, dv, n, 1.0f, T.data(), C, scaled_v.data(), dv, U.data(), dv);
       // V' = U - W H: the correction against the state entering the chunk.
-      small_gemm(n, dv, dk, -1.0f, W.data(), dk, H, dv, U.data(), dv);
+      gemm_accumulate(n, dv, dk, -1.0f, W.data(), dk, H, dv, U.data(), dv);
 
       // O = scale (diag(gamma) Q H + (Q K^T o Gamma) V'), Gamma lower triangular with its diagonal.
       for (int64_t i = 0; i < n; ++i) std::fill_n(O + i * out_stride, dv, 0.0f);
-      small_gemm(n, dv, dk, 1.0f, Q, p.q_stride, H, dv, O, out_stride);
+      gemm_accumulate(n, dv, dk, 1.0f, Q, p.q_stride, H, dv, O, out_stride);
       for (int64_t i = 0; i < n; ++i) {
         const float g_i = gamma(i);
         for (int64_t c = 0; c < dv; ++c) O[i * out_stride + c] *= g_i;
@@ -150,7 +164,7 @@ void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int
         for (int64_t j = 0; j <= i; ++j) scores[j] *= Gamma[size_t(i * C + j)];
         std::fill(scores + i + 1, scores + n, 0.0f);
       }
-      small_gemm(n, dv, n, 1.0f, QK.data(), C, U.data(), dv, O, out_stride);
+      gemm_accumulate(n, dv, n, 1.0f, QK.data(), C, U.data(), dv, O, out_stride);
       for (int64_t i = 0; i < n; ++i)
         for (int64_t c = 0; c < dv; ++c) O[i * out_stride + c] *= p.scale;
 
@@ -161,7 +175,7 @@ void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int
         const float e_i = Gamma[size_t((n - 1) * C + i)];
         for (int64_t c = 0; c < dk; ++c) Kt[size_t(c * C + i)] *= e_i;
       }
-      small_gemm(dk, dv, n, 1.0f, Kt.data(), C, U.data(), dv, H, dv);
+      gemm_accumulate(dk, dv, n, 1.0f, Kt.data(), C, U.data(), dv, H, dv);
     }
   }
 }
@@ -389,7 +403,7 @@ struct ChunkBackward {
     float* Kt = scratch_a.data();
     transpose(K.data(), n, dk, Kt);
     std::fill_n(KK.begin(), n * n, 0.0f);
-    small_gemm(n, n, dk, 1.0f, K.data(), dk, Kt, n, KK.data(), n);
+    gemm_accumulate(n, n, dk, 1.0f, K.data(), dk, Kt, n, KK.data(), n);
     // T = (I + A)^-1 by forward substitution, A_ij = beta_i (k_i . k_j) Gamma_ij for i > j.
     std::fill_n(T.begin(), n * n, 0.0f);
     for (int64_t i = 0; i < n; ++i) {
@@ -407,9 +421,9 @@ struct ChunkBackward {
     }
     std::fill_n(W.begin(), n * dk, 0.0f);
     std::fill_n(Vnew.begin(), n * dv, 0.0f);
-    small_gemm(n, dk, n, 1.0f, T.data(), n, scaled_k.data(), dk, W.data(), dk);
-    small_gemm(n, dv, n, 1.0f, T.data(), n, scaled_v.data(), dv, Vnew.data(), dv);
-    small_gemm(n, dv, dk, -1.0f, W.data(), dk, H, dv, Vnew.data(), dv);
+    gemm_accumulate(n, dk, n, 1.0f, T.data(), n, scaled_k.data(), dk, W.data(), dk);
+    gemm_accumulate(n, dv, n, 1.0f, T.data(), n, scaled_v.data(), dv, Vnew.data(), dv);
+    gemm_accumulate(n, dv, dk, -1.0f, W.data(), dk, H, dv, Vnew.data(), dv);
   }
 
   // H <- gamma_n H + (diag(e) K)^T V' (the forward's state update).
@@ -420,7 +434,7 @@ struct ChunkBackward {
     transpose(K.data(), n, dk, KeT);
     for (int64_t c = 0; c < dk; ++c)
       for (int64_t i = 0; i < n; ++i) KeT[c * n + i] *= e[size_t(i)];
-    small_gemm(dk, dv, n, 1.0f, KeT, n, Vnew.data(), dv, H, dv);
+    gemm_accumulate(dk, dv, n, 1.0f, KeT, n, Vnew.data(), dv, H, dv);
   }
 
   // The §5.3 steps for the prepared chunk: H is the state entering it, dH the gradient w.r.t. the
@@ -432,35 +446,35 @@ struct ChunkBackward {
     // M = s (Q K^T o Gamma), lower triangular with the diagonal.
     transpose(K.data(), n, dk, A);
     std::fill_n(M.begin(), nn, 0.0f);
-    small_gemm(n, n, dk, scale, Q.data(), dk, A, n, M.data(), n);
+    gemm_accumulate(n, n, dk, scale, Q.data(), dk, A, n, M.data(), n);
     for (int64_t c = 0; c < nn; ++c) M[size_t(c)] *= Gamma[size_t(c)];
     // (1) dV' = M^T dO + diag(e) K dH_out
     transpose(M.data(), n, n, A);
     std::fill_n(dVnew.begin(), n * dv, 0.0f);
-    small_gemm(n, dv, n, 1.0f, A, n, dO.data(), dv, dVnew.data(), dv);
+    gemm_accumulate(n, dv, n, 1.0f, A, n, dO.data(), dv, dVnew.data(), dv);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) B[i * dk + c] = e[size_t(i)] * K[size_t(i * dk + c)];
-    small_gemm(n, dv, dk, 1.0f, B, dk, dH, dv, dVnew.data(), dv);
+    gemm_accumulate(n, dv, dk, 1.0f, B, dk, dH, dv, dVnew.data(), dv);
     // (2) dPm = s (dO V'^T) o Gamma;  dQ = s diag(gamma) dO H^T + dPm K
     transpose(Vnew.data(), n, dv, A);
     std::fill_n(dP.begin(), nn, 0.0f);
-    small_gemm(n, n, dv, scale, dO.data(), dv, A, n, dP.data(), n);
+    gemm_accumulate(n, n, dv, scale, dO.data(), dv, A, n, dP.data(), n);
     for (int64_t c = 0; c < nn; ++c) dP[size_t(c)] *= Gamma[size_t(c)];
     transpose(H, dk, dv, HT.data());
     std::fill_n(dQ.begin(), n * dk, 0.0f);
-    small_gemm(n, dk, dv, scale, dO.data(), dv, HT.data(), dk, dQ.data(), dk);
+    gemm_accumulate(n, dk, dv, scale, dO.data(), dv, HT.data(), dk, dQ.data(), dk);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) dQ[size_t(i * dk + c)] *= gamma[size_t(i)];
-    small_gemm(n, dk, n, 1.0f, dP.data(), n, K.data(), dk, dQ.data(), dk);
+    gemm_accumulate(n, dk, n, 1.0f, dP.data(), n, K.data(), dk, dQ.data(), dk);
     // (3) dKint = diag(e) V' dH_out^T;  dK = dPm^T Q + dKint
     transpose(dH, dk, dv, dHT.data());
     std::fill_n(dKint.begin(), n * dk, 0.0f);
-    small_gemm(n, dk, dv, 1.0f, Vnew.data(), dv, dHT.data(), dk, dKint.data(), dk);
+    gemm_accumulate(n, dk, dv, 1.0f, Vnew.data(), dv, dHT.data(), dk, dKint.data(), dk);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) dKint[size_t(i * dk + c)] *= e[size_t(i)];
     transpose(dP.data(), n, n, A);
     std::copy_n(dKint.begin(), n * dk, dK.begin());
-    small_gemm(n, dk, n, 1.0f, A, n, Q.data(), dk, dK.data(), dk);
+    gemm_accumulate(n, dk, n, 1.0f, A, n, Q.data(), dk, dK.data(), dk);
     // (4) dG
     const float gamma_last = gamma[size_t(n - 1)];
     float last_extra = gamma_last * dot(H, dH, dk * dv);
@@ -474,24 +488,24 @@ struct ChunkBackward {
     for (int64_t c = 0; c < dk; ++c)
       for (int64_t i = 0; i < n; ++i) A[c * n + i] *= gamma[size_t(i)];
     for (int64_t c = 0; c < dk * dv; ++c) dH_in[size_t(c)] = gamma_last * dH[c];
-    small_gemm(dk, dv, n, scale, A, n, dO.data(), dv, dH_in.data(), dv);
+    gemm_accumulate(dk, dv, n, scale, A, n, dO.data(), dv, dH_in.data(), dv);
     transpose(W.data(), n, dk, A);
-    small_gemm(dk, dv, n, -1.0f, A, n, dVnew.data(), dv, dH_in.data(), dv);
+    gemm_accumulate(dk, dv, n, -1.0f, A, n, dVnew.data(), dv, dH_in.data(), dv);
     // (6) WY backward: dW = -dV' H^T, dU = dV'
     std::fill_n(dW.begin(), n * dk, 0.0f);
-    small_gemm(n, dk, dv, -1.0f, dVnew.data(), dv, HT.data(), dk, dW.data(), dk);
+    gemm_accumulate(n, dk, dv, -1.0f, dVnew.data(), dv, HT.data(), dk, dW.data(), dk);
     // dT = strict_lower(dW (diag(beta gamma) K)^T + dU (diag(beta) V)^T)
     std::fill_n(dT.begin(), nn, 0.0f);
     transpose(scaled_k.data(), n, dk, A);
-    small_gemm(n, n, dk, 1.0f, dW.data(), dk, A, n, dT.data(), n);
+    gemm_accumulate(n, n, dk, 1.0f, dW.data(), dk, A, n, dT.data(), n);
     transpose(scaled_v.data(), n, dv, A);
-    small_gemm(n, n, dv, 1.0f, dVnew.data(), dv, A, n, dT.data(), n);
+    gemm_accumulate(n, n, dv, 1.0f, dVnew.data(), dv, A, n, dT.data(), n);
     // X = T^T dW, Y = T^T dU
     transpose(T.data(), n, n, B);  // B = T^T until dA is formed
     std::fill_n(X.begin(), n * dk, 0.0f);
     std::fill_n(Y.begin(), n * dv, 0.0f);
-    small_gemm(n, dk, n, 1.0f, B, n, dW.data(), dk, X.data(), dk);
-    small_gemm(n, dv, n, 1.0f, B, n, dVnew.data(), dv, Y.data(), dv);
+    gemm_accumulate(n, dk, n, 1.0f, B, n, dW.data(), dk, X.data(), dk);
+    gemm_accumulate(n, dv, n, 1.0f, B, n, dVnew.data(), dv, Y.data(), dv);
     for (int64_t i = 0; i < n; ++i) {
       const float b = beta[size_t(i)], g = gamma[size_t(i)];
       const float xk = dot(&X[size_t(i * dk)], &K[size_t(i * dk)], dk);
@@ -504,9 +518,9 @@ struct ChunkBackward {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = i; j < n; ++j) dT[size_t(i * n + j)] = 0.0f;
     std::fill_n(Cb, nn, 0.0f);
-    small_gemm(n, n, n, 1.0f, B, n, dT.data(), n, Cb, n);
+    gemm_accumulate(n, n, n, 1.0f, B, n, dT.data(), n, Cb, n);
     std::fill_n(dA.begin(), nn, 0.0f);
-    small_gemm(n, n, n, -1.0f, Cb, n, B, n, dA.data(), n);
+    gemm_accumulate(n, n, n, -1.0f, Cb, n, B, n, dA.data(), n);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) dA[size_t(i * n + j)] = j < i ? dA[size_t(i * n + j)] * Gamma[size_t(i * n + j)] : 0.0f;
     // dbeta_i += sum_j KK_ij D_ij;  dG_i += sum_j beta_i KK_ij D_ij - sum_j beta_j KK_ji D_ji
@@ -519,11 +533,11 @@ struct ChunkBackward {
     // dK += diag(beta) D K + D^T diag(beta) K
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) B[i * n + j] = beta[size_t(i)] * dA[size_t(i * n + j)];
-    small_gemm(n, dk, n, 1.0f, B, n, K.data(), dk, dK.data(), dk);
+    gemm_accumulate(n, dk, n, 1.0f, B, n, K.data(), dk, dK.data(), dk);
     transpose(dA.data(), n, n, A);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) B[i * dk + c] = beta[size_t(i)] * K[size_t(i * dk + c)];
-    small_gemm(n, dk, n, 1.0f, A, n, B, dk, dK.data(), dk);
+    gemm_accumulate(n, dk, n, 1.0f, A, n, B, dk, dK.data(), dk);
     // (7) dg_t = sum of dG_i over i >= t in the chunk
     for (int64_t i = n - 2; i >= 0; --i) dG[size_t(i)] += dG[size_t(i + 1)];
     std::copy(dH_in.begin(), dH_in.end(), dH);
@@ -547,7 +561,7 @@ void delta_rule_chunked_backward(const DeltaRuleProblem& p, const float* initial
   const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads, group = nv / p.key_heads;
   const int64_t C = std::min(chunk, p.tokens), chunks = (p.tokens + C - 1) / C, state_size = dk * dv;
   const BasicDeltaRuleProblem<float> basic = basic_problem(p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (heads_in_parallel())
   for (int64_t kh = 0; kh < p.key_heads; ++kh) {
     zero_key_head(basic, d, kh);
     ChunkBackward work(C, dk, dv);
