@@ -31,8 +31,12 @@ void run_chat(const ChatCommandOptions& options) {
   const GenerationConfig generation_config = load_generation_config(options.model);
   const Tokenizer tokenizer = Tokenizer::load(options.model);
   const int32_t im_end = tokenizer.require_token_id("<|im_end|>");
+  const std::optional<LoraAdapter> adapter = load_adapter_option(options.flags.adapter, weights.config);
+  ForwardOptions forward_options;
+  forward_options.adapter = adapter ? &*adapter : nullptr;
   GenerationSession session(weights, resolve_sampling(options.flags, generation_config),
-                            resolve_stop_tokens(options.flags, generation_config, weights.config, &tokenizer));
+                            resolve_stop_tokens(options.flags, generation_config, weights.config, &tokenizer),
+                            forward_options);
   fmt::print(stderr, "chat with {} (/reset clears the conversation, /exit or end of input quits)\n", options.model);
 
   bool conversation_started = false;

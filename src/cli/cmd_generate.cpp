@@ -47,9 +47,13 @@ void run_generate(const GenerateOptions& options) {
                                  : tokenizer->encode(text);
   }
 
+  const std::optional<LoraAdapter> adapter = load_adapter_option(options.flags.adapter, weights.config);
+  ForwardOptions forward_options;
+  forward_options.adapter = adapter ? &*adapter : nullptr;
   GenerationSession session(weights, resolve_sampling(options.flags, generation_config),
                             resolve_stop_tokens(options.flags, generation_config, weights.config,
-                                                tokenizer ? &*tokenizer : nullptr));
+                                                tokenizer ? &*tokenizer : nullptr),
+                            forward_options);
   std::optional<TextStreamer> streamer;
   if (!options.print_ids) streamer.emplace(*tokenizer, options.flags.stop);
   const GenerationResult result =

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "cli/cli.h"
+#include "cli/generation_options.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/forward.h"
@@ -16,7 +17,7 @@ namespace dt {
 
 void register_logits(CLI::App& app) {
   struct Options {
-    std::string model, tokens, text, out, pieces;
+    std::string model, tokens, text, out, pieces, adapter;
     bool recurrent = false;
   };
   auto options = std::make_shared<Options>();
@@ -30,6 +31,7 @@ void register_logits(CLI::App& app) {
   command->add_option("--pieces", options->pieces,
                       "Feed the tokens in pieces of these sizes (comma-separated, summing to T), each continuing "
                       "from the caches of the previous ones, e.g. 70,65,1,1 (default: one piece)");
+  add_adapter_option(*command, options->adapter);
   command->callback([options] {
     if (options->tokens.empty() == options->text.empty()) fail("logits: give exactly one of --tokens and --text");
     const auto tokens = options->text.empty() ? parse_token_ids(options->tokens, "--tokens")
@@ -37,8 +39,10 @@ void register_logits(CLI::App& app) {
     if (tokens.empty()) fail("logits: --text \"{}\" has no tokens", options->text);
     const ModelWeights weights = load_model(options->model);
     InferenceState state = new_inference_state(weights.config);
+    const std::optional<LoraAdapter> adapter = load_adapter_option(options->adapter, weights.config);
     ForwardOptions forward_options;
     forward_options.delta_rule = options->recurrent ? DeltaRuleMode::Recurrent : DeltaRuleMode::Chunked;
+    forward_options.adapter = adapter ? &*adapter : nullptr;
     for (int32_t token : tokens)
       if (token >= weights.config.vocab_size)
         fail("--tokens: id {} is outside the model's vocabulary [0, {})", token, weights.config.vocab_size);

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include "lora/adapter_io.h"
 #include "tokenizer/chat_template.h"
 
 namespace dt {
@@ -23,6 +24,18 @@ void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
   command.add_flag("--no-think", flags.no_think,
                    "Chat template: start the reply with an empty <think></think> block (thinking off)");
   command.add_option("--system", flags.system, "Chat template: system message");
+  add_adapter_option(command, flags.adapter);
+}
+
+void add_adapter_option(CLI::App& command, std::string& adapter_dir) {
+  command.add_option("--adapter", adapter_dir,
+                     "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied "
+                     "unmerged in every forward pass");
+}
+
+std::optional<LoraAdapter> load_adapter_option(const std::string& adapter_dir, const ModelConfig& config) {
+  if (adapter_dir.empty()) return std::nullopt;
+  return load_adapter(adapter_dir, config);
 }
 
 SamplingOptions resolve_sampling(const GenerationFlags& flags, const GenerationConfig& generation_config) {

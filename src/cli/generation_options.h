@@ -9,6 +9,7 @@
 
 #include "model/config.h"
 #include "model/generation.h"
+#include "model/lora_adapter.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dt {
@@ -22,9 +23,16 @@ struct GenerationFlags {
   bool ignore_eos = false;
   bool no_think = false;
   std::string system;
+  std::string adapter;  // --adapter: a PEFT LoRA adapter directory
 };
 
 void add_generation_flags(CLI::App& command, GenerationFlags& flags);
+
+// --adapter DIR (logits, generate, chat).
+void add_adapter_option(CLI::App& command, std::string& adapter_dir);
+// The adapter in `adapter_dir` validated against the model (failing with every problem found);
+// nothing when no directory was given.
+std::optional<LoraAdapter> load_adapter_option(const std::string& adapter_dir, const ModelConfig& config);
 
 // generation_config.json defaults with the given flags on top.
 SamplingOptions resolve_sampling(const GenerationFlags& flags, const GenerationConfig& generation_config);

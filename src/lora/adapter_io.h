@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "lora/adapter.h"
+#include "model/lora_adapter.h"
 
 namespace dt {
 

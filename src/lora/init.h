@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "lora/adapter.h"
+#include "model/lora_adapter.h"
 
 namespace dt {
 

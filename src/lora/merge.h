@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "core/tensor.h"
-#include "lora/adapter.h"
+#include "model/lora_adapter.h"
 
 namespace dt {
 

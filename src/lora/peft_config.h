@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "lora/adapter.h"
 #include "lora/regex.h"
+#include "model/lora_adapter.h"
 
 namespace dt {
 

@@ -21,12 +21,41 @@ float* take(std::vector<float>& buffer, int64_t count) {
   return buffer.data();
 }
 
-// y[T, out] = x[T, in] W^T after checking W is [out, in] (a mismatch would read out of bounds).
-void project(const Tensor& weight, const char* name, const float* x, int64_t tokens, int64_t in,
-             int64_t out, float* y) {
+using LayerLora = LoraAdapter::LayerModules;
+const LayerLora kNoLora{};
+
+const LoraModule* lora_of(const LayerLora& lora, LinearKind kind) {
+  const auto& slot = lora[size_t(kind)];
+  return slot ? &*slot : nullptr;
+}
+
+// y[T, out] = x[T, in] W^T, plus scaling (x A^T) B^T with a LoRA module, after checking W is
+// [out, in] (a mismatch would read out of bounds).
+void project(const Tensor& weight, const char* name, const LoraModule* lora, const float* x, int64_t tokens,
+             int64_t in, int64_t out, float* y) {
   if (weight.rank() != 2 || weight.dim(0) != out || weight.dim(1) != in)
     fail("forward: {} has shape {}, expected [{}, {}]", name, shape_string(weight.shape()), out, in);
-  linear(x, tokens, weight, y);
+  if (lora)
+    lora_linear(x, tokens, weight, {lora->a.data(), lora->b.data(), lora->rank, float(lora->scaling)}, y);
+  else
+    linear(x, tokens, weight, y);
+}
+
+// Every module must sit on a linear the model has, with factors of that linear's shape (lora_linear
+// reads them unchecked).
+void check_adapter_fits(const ModelConfig& config, const LoraAdapter& adapter) {
+  if (adapter.layer_count() != config.num_hidden_layers)
+    fail("forward: the LoRA adapter has {} layers, the model {}", adapter.layer_count(), config.num_hidden_layers);
+  for (const LoraModule* module : adapter.modules()) {
+    const std::string name = lora_module_name(StackPrefix::TextOnly, module->layer, module->kind);
+    const LinearShape shape = linear_shape(config, module->kind);
+    if (!layer_has_linear(config.layer_types.at(size_t(module->layer)), module->kind))
+      fail("forward: LoRA module {} adapts a linear that layer {} does not have", name, module->layer);
+    if (module->in != shape.in || module->out != shape.out || module->rank <= 0 ||
+        module->a.size() != size_t(module->rank * shape.in) || module->b.size() != size_t(shape.out * module->rank))
+      fail("forward: LoRA module {} (rank {}, A {} values, B {} values) does not fit the model's [{}, {}] linear", name,
+           module->rank, module->a.size(), module->b.size(), shape.out, shape.in);
+  }
 }
 
 const float* f32_of(const Tensor& tensor, const char* name, int64_t numel) {
@@ -50,17 +79,17 @@ void reserve_kv(LayerCache& cache, int64_t kv_heads, int64_t head_dim, int64_t u
 }
 
 // Gated full attention (spec §3.4) of normed [T, H] into mixer_out [T, H].
-void attention_layer(const ModelConfig& c, const AttentionWeights& w, int64_t tokens, int64_t past,
-                     LayerCache& cache, ForwardScratch& s) {
+void attention_layer(const ModelConfig& c, const AttentionWeights& w, const LayerLora& lora, int64_t tokens,
+                     int64_t past, LayerCache& cache, ForwardScratch& s) {
   const int64_t H = c.hidden_size, nq = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
   const int64_t q_width = c.q_proj_out();
   float* projected = take(s.projection, tokens * q_width);
   float* queries = take(s.queries, tokens * nq * hd);
   float* keys = take(s.keys, tokens * nkv * hd);
   float* values = take(s.values, tokens * nkv * hd);
-  project(w.q_proj, "q_proj", s.normed.data(), tokens, H, q_width, projected);
-  project(w.k_proj, "k_proj", s.normed.data(), tokens, H, nkv * hd, keys);
-  project(w.v_proj, "v_proj", s.normed.data(), tokens, H, nkv * hd, values);
+  project(w.q_proj, "q_proj", lora_of(lora, LinearKind::AttnQ), s.normed.data(), tokens, H, q_width, projected);
+  project(w.k_proj, "k_proj", lora_of(lora, LinearKind::AttnK), s.normed.data(), tokens, H, nkv * hd, keys);
+  project(w.v_proj, "v_proj", lora_of(lora, LinearKind::AttnV), s.normed.data(), tokens, H, nkv * hd, values);
 
   // With the output gate, q_proj holds per head [query (hd) | gate (hd)].
   float* gate = c.attn_output_gate ? take(s.attn_gate, tokens * nq * hd) : nullptr;
@@ -103,12 +132,12 @@ void attention_layer(const ModelConfig& c, const AttentionWeights& w, int64_t to
   float* attended = take(s.mixed, tokens * nq * hd);
   causal_attention(problem, attended);
   if (c.attn_output_gate) multiply_by_sigmoid(attended, gate, tokens * nq * hd);
-  project(w.o_proj, "o_proj", attended, tokens, nq * hd, H, s.mixer_out.data());
+  project(w.o_proj, "o_proj", lora_of(lora, LinearKind::AttnO), attended, tokens, nq * hd, H, s.mixer_out.data());
 }
 
 // Gated DeltaNet (spec §3.6) of normed [T, H] into mixer_out [T, H].
-void deltanet_layer(const ModelConfig& c, const DeltaNetWeights& w, int64_t tokens, DeltaRuleMode mode,
-                    LayerCache& cache, ForwardScratch& s) {
+void deltanet_layer(const ModelConfig& c, const DeltaNetWeights& w, const LayerLora& lora, int64_t tokens,
+                    DeltaRuleMode mode, LayerCache& cache, ForwardScratch& s) {
   const int64_t H = c.hidden_size, nk = c.linear_num_key_heads, nv = c.linear_num_value_heads;
   const int64_t dk = c.linear_key_head_dim, dv = c.linear_value_head_dim, Kc = c.linear_conv_kernel_dim;
   const int64_t conv_dim = c.conv_dim(), key_dim = c.key_dim(), value_dim = c.value_dim();
@@ -116,10 +145,11 @@ void deltanet_layer(const ModelConfig& c, const DeltaNetWeights& w, int64_t toke
   float* z = take(s.z, tokens * value_dim);
   float* b = take(s.b, tokens * nv);
   float* a = take(s.a, tokens * nv);
-  project(w.in_proj_qkv, "in_proj_qkv", s.normed.data(), tokens, H, conv_dim, projected);
-  project(w.in_proj_z, "in_proj_z", s.normed.data(), tokens, H, value_dim, z);
-  project(w.in_proj_b, "in_proj_b", s.normed.data(), tokens, H, nv, b);
-  project(w.in_proj_a, "in_proj_a", s.normed.data(), tokens, H, nv, a);
+  project(w.in_proj_qkv, "in_proj_qkv", lora_of(lora, LinearKind::GdnQkv), s.normed.data(), tokens, H, conv_dim,
+          projected);
+  project(w.in_proj_z, "in_proj_z", lora_of(lora, LinearKind::GdnZ), s.normed.data(), tokens, H, value_dim, z);
+  project(w.in_proj_b, "in_proj_b", lora_of(lora, LinearKind::GdnB), s.normed.data(), tokens, H, nv, b);
+  project(w.in_proj_a, "in_proj_a", lora_of(lora, LinearKind::GdnA), s.normed.data(), tokens, H, nv, a);
 
   float* mixed_in = take(s.conv_out, tokens * conv_dim);
   causal_conv_silu(projected, tokens, conv_dim, f32_of(w.conv1d, "conv1d", conv_dim * Kc), Kc,
@@ -152,18 +182,18 @@ void deltanet_layer(const ModelConfig& c, const DeltaNetWeights& w, int64_t toke
     delta_rule_chunked(problem, cache.recurrent_state.data(), out);
 
   gated_rms_norm(out, z, tokens * nv, dv, f32_of(w.norm, "linear_attn.norm", dv), float(c.rms_norm_eps), out);
-  project(w.out_proj, "out_proj", out, tokens, value_dim, H, s.mixer_out.data());
+  project(w.out_proj, "out_proj", lora_of(lora, LinearKind::GdnOut), out, tokens, value_dim, H, s.mixer_out.data());
 }
 
 // SwiGLU MLP of normed [T, H] into mixer_out [T, H].
-void mlp_layer(const ModelConfig& c, const MlpWeights& w, int64_t tokens, ForwardScratch& s) {
+void mlp_layer(const ModelConfig& c, const MlpWeights& w, const LayerLora& lora, int64_t tokens, ForwardScratch& s) {
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   float* gate = take(s.mlp_gate, tokens * I);
   float* up = take(s.mlp_up, tokens * I);
-  project(w.gate_proj, "gate_proj", s.normed.data(), tokens, H, I, gate);
-  project(w.up_proj, "up_proj", s.normed.data(), tokens, H, I, up);
+  project(w.gate_proj, "gate_proj", lora_of(lora, LinearKind::MlpGate), s.normed.data(), tokens, H, I, gate);
+  project(w.up_proj, "up_proj", lora_of(lora, LinearKind::MlpUp), s.normed.data(), tokens, H, I, up);
   swiglu(gate, up, gate, tokens * I);
-  project(w.down_proj, "down_proj", gate, tokens, I, H, s.mixer_out.data());
+  project(w.down_proj, "down_proj", lora_of(lora, LinearKind::MlpDown), gate, tokens, I, H, s.mixer_out.data());
 }
 
 void add_into(float* target, const float* addend, int64_t count) {
@@ -200,6 +230,7 @@ Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, Inf
              size_t(c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim)))
       fail("forward: inference state of layer {} was made for another model", i);
   }
+  if (options.adapter) check_adapter_fits(c, *options.adapter);
   ForwardScratch& s = state.scratch;
 
   // Embedding rows in their stored dtype.
@@ -222,15 +253,16 @@ Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, Inf
   for (size_t i = 0; i < weights.layers.size(); ++i) {
     const LayerWeights& layer = weights.layers[i];
     LayerCache& cache = state.layers[i];
+    const LayerLora& lora = options.adapter ? options.adapter->layer(int(i)) : kNoLora;
     rms_norm_zero_centred(hidden, T, H, f32_of(layer.input_layernorm, "input_layernorm", H), eps, s.normed.data());
     if (layer.type == LayerType::FullAttention)
-      attention_layer(c, layer.attention, T, state.position, cache, s);
+      attention_layer(c, layer.attention, lora, T, state.position, cache, s);
     else
-      deltanet_layer(c, layer.deltanet, T, options.delta_rule, cache, s);
+      deltanet_layer(c, layer.deltanet, lora, T, options.delta_rule, cache, s);
     add_into(hidden, s.mixer_out.data(), T * H);
     rms_norm_zero_centred(hidden, T, H, f32_of(layer.post_attention_layernorm, "post_attention_layernorm", H), eps,
                           s.normed.data());
-    mlp_layer(c, layer.mlp, T, s);
+    mlp_layer(c, layer.mlp, lora, T, s);
     add_into(hidden, s.mixer_out.data(), T * H);
   }
   state.position += T;
@@ -240,7 +272,7 @@ Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, Inf
   rms_norm_zero_centred(last_rows, rows, H, f32_of(weights.final_norm, "norm", H), eps, s.normed.data());
   const Tensor& head = weights.lm_head.empty() ? weights.embed_tokens : weights.lm_head;
   Tensor logits = Tensor::zeros(DType::F32, {rows, head.dim(0)});
-  project(head, "lm_head", s.normed.data(), rows, H, head.dim(0), logits.f32());
+  project(head, "lm_head", nullptr, s.normed.data(), rows, H, head.dim(0), logits.f32());
   return logits;
 }
 

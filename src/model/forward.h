@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/lora_adapter.h"
 #include "model/weights.h"
 
 namespace dt {
@@ -17,6 +18,9 @@ enum class DeltaRuleMode { Chunked, Recurrent };
 struct ForwardOptions {
   DeltaRuleMode delta_rule = DeltaRuleMode::Chunked;
   bool all_logits = true;  // false: only the last position's logits
+  // Applied to every linear it adapts, y = W x + scaling B (A x), in every path (chunked,
+  // recurrent, prefill, decode); must outlive the call. Null: the base model.
+  const LoraAdapter* adapter = nullptr;
 };
 
 // Per-sequence caches for incremental decoding. Layer i uses the members of its type.
@@ -51,7 +55,8 @@ InferenceState new_inference_state(const ModelConfig& config);
 
 // Runs `tokens` from state.position, updating the caches. Returns logits F32 [T, vocab]
 // (or [1, vocab] when !options.all_logits). Fails, leaving the state untouched, on an empty input,
-// an out-of-range token id or a state made for another model; a weight of the wrong shape (which
+// an out-of-range token id, a state made for another model or an adapter whose modules do not fit
+// the model; a weight of the wrong shape (which
 // load_model rules out) fails midway and leaves the state unusable.
 Tensor forward(const ModelWeights& weights, std::span<const int32_t> tokens, InferenceState& state,
                const ForwardOptions& options = {});

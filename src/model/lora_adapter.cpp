@@ -1,4 +1,4 @@
-#include "lora/adapter.h"
+#include "model/lora_adapter.h"
 
 #include <cmath>
 #include <utility>

@@ -1,7 +1,9 @@
 #pragma once
 // A LoRA adapter in memory: for any (layer, linear kind) of the model, an optional module with its
 // own rank, alpha and scaling, delta W = scaling * B A. The factors are contiguous row-major f32
-// arrays that the forward pass reads and the trainer updates in place.
+// arrays that the forward pass reads and the trainer updates in place. It lives with the model
+// (dt_model) so that forward() can apply it; reading, writing, initialising and merging adapters
+// (PEFT files and rules) are in src/lora.
 #include <array>
 #include <cstdint>
 #include <optional>
