@@ -347,10 +347,11 @@ template void delta_rule_recurrent_backward<double>(const BasicDeltaRuleProblem<
 
 namespace {
 
-// dst [cols, rows] = src [rows, cols]^T
-void transpose(const float* source, int64_t rows, int64_t cols, float* destination) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) destination[c * rows + r] = source[r * cols + c];
+// C[m, n] += alpha op(A) op(B), row-major; a transposed A is stored [k, m], a transposed B [n, k].
+void gemm_op(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
+             const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, transpose_a, transpose_b, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb), 1.0f,
+              C, int(ldc));
 }
 
 float dot(const float* a, const float* b, int64_t count) {
@@ -366,8 +367,8 @@ struct ChunkBackward {
   int64_t dk, dv, n = 0;
   std::vector<double> G;
   std::vector<float> beta, gamma, e, Q, K, V, Gamma, KK, T, scaled_k, scaled_v, W, Vnew;
-  std::vector<float> dO, M, scratch_a, scratch_b, scratch_c, dVnew, dP, dQ, dK, dKint, dW, X, Y, dT, dA, dG;
-  std::vector<float> HT, dHT, dH_in, dbeta, dv_rows;
+  std::vector<float> dO, M, scratch_a, scratch_b, dVnew, dP, dQ, dK, dKint, dW, X, Y, dT, dA, dG;
+  std::vector<float> dH_in, dbeta, dv_rows;
 
   ChunkBackward(int64_t C, int64_t dk_, int64_t dv_) : dk(dk_), dv(dv_) {
     const size_t c = size_t(C), wide = size_t(std::max(dk, dv));
@@ -376,8 +377,8 @@ struct ChunkBackward {
     for (auto* v : {&Q, &K, &scaled_k, &W, &dQ, &dK, &dKint, &dW, &X}) v->resize(c * size_t(dk));
     for (auto* v : {&V, &scaled_v, &Vnew, &dO, &dVnew, &Y, &dv_rows}) v->resize(c * size_t(dv));
     for (auto* v : {&Gamma, &KK, &T, &M, &dP, &dT, &dA}) v->resize(c * c);
-    for (auto* v : {&scratch_a, &scratch_b, &scratch_c}) v->resize(c * std::max(c, wide));
-    for (auto* v : {&HT, &dHT, &dH_in}) v->resize(size_t(dk * dv));
+    for (auto* v : {&scratch_a, &scratch_b}) v->resize(c * std::max(c, wide));
+    dH_in.resize(size_t(dk * dv));
   }
 
   // Loads rows [first, first + rows) of value head h and computes G, gamma, e, Gamma, K K^T, T, W
@@ -400,10 +401,8 @@ struct ChunkBackward {
       e[size_t(i)] = float(std::exp(G[size_t(n - 1)] - G[size_t(i)]));
       for (int64_t j = 0; j <= i; ++j) Gamma[size_t(i * n + j)] = float(std::exp(G[size_t(i)] - G[size_t(j)]));
     }
-    float* Kt = scratch_a.data();
-    transpose(K.data(), n, dk, Kt);
     std::fill_n(KK.begin(), n * n, 0.0f);
-    gemm_accumulate(n, n, dk, 1.0f, K.data(), dk, Kt, n, KK.data(), n);
+    gemm_op(CblasNoTrans, CblasTrans, n, n, dk, 1.0f, K.data(), dk, K.data(), dk, KK.data(), n);
     // T = (I + A)^-1 by forward substitution, A_ij = beta_i (k_i . k_j) Gamma_ij for i > j.
     std::fill_n(T.begin(), n * n, 0.0f);
     for (int64_t i = 0; i < n; ++i) {
@@ -430,11 +429,10 @@ struct ChunkBackward {
   void advance(float* H) {
     const float gamma_last = gamma[size_t(n - 1)];
     for (int64_t c = 0; c < dk * dv; ++c) H[c] *= gamma_last;
-    float* KeT = scratch_a.data();
-    transpose(K.data(), n, dk, KeT);
-    for (int64_t c = 0; c < dk; ++c)
-      for (int64_t i = 0; i < n; ++i) KeT[c * n + i] *= e[size_t(i)];
-    gemm_accumulate(dk, dv, n, 1.0f, KeT, n, Vnew.data(), dv, H, dv);
+    float* Ke = scratch_a.data();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < dk; ++c) Ke[i * dk + c] = e[size_t(i)] * K[size_t(i * dk + c)];
+    gemm_op(CblasTrans, CblasNoTrans, dk, dv, n, 1.0f, Ke, dk, Vnew.data(), dv, H, dv);
   }
 
   // The §5.3 steps for the prepared chunk: H is the state entering it, dH the gradient w.r.t. the
@@ -442,39 +440,33 @@ struct ChunkBackward {
   // (in dG, already reverse-summed) for the chunk's rows.
   void backward(const float* H, float* dH, float scale) {
     const int64_t nn = n * n;
-    float *A = scratch_a.data(), *B = scratch_b.data(), *Cb = scratch_c.data();
+    float *A = scratch_a.data(), *B = scratch_b.data();
     // M = s (Q K^T o Gamma), lower triangular with the diagonal.
-    transpose(K.data(), n, dk, A);
     std::fill_n(M.begin(), nn, 0.0f);
-    gemm_accumulate(n, n, dk, scale, Q.data(), dk, A, n, M.data(), n);
+    gemm_op(CblasNoTrans, CblasTrans, n, n, dk, scale, Q.data(), dk, K.data(), dk, M.data(), n);
     for (int64_t c = 0; c < nn; ++c) M[size_t(c)] *= Gamma[size_t(c)];
     // (1) dV' = M^T dO + diag(e) K dH_out
-    transpose(M.data(), n, n, A);
     std::fill_n(dVnew.begin(), n * dv, 0.0f);
-    gemm_accumulate(n, dv, n, 1.0f, A, n, dO.data(), dv, dVnew.data(), dv);
+    gemm_op(CblasTrans, CblasNoTrans, n, dv, n, 1.0f, M.data(), n, dO.data(), dv, dVnew.data(), dv);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) B[i * dk + c] = e[size_t(i)] * K[size_t(i * dk + c)];
     gemm_accumulate(n, dv, dk, 1.0f, B, dk, dH, dv, dVnew.data(), dv);
     // (2) dPm = s (dO V'^T) o Gamma;  dQ = s diag(gamma) dO H^T + dPm K
-    transpose(Vnew.data(), n, dv, A);
     std::fill_n(dP.begin(), nn, 0.0f);
-    gemm_accumulate(n, n, dv, scale, dO.data(), dv, A, n, dP.data(), n);
+    gemm_op(CblasNoTrans, CblasTrans, n, n, dv, scale, dO.data(), dv, Vnew.data(), dv, dP.data(), n);
     for (int64_t c = 0; c < nn; ++c) dP[size_t(c)] *= Gamma[size_t(c)];
-    transpose(H, dk, dv, HT.data());
     std::fill_n(dQ.begin(), n * dk, 0.0f);
-    gemm_accumulate(n, dk, dv, scale, dO.data(), dv, HT.data(), dk, dQ.data(), dk);
+    gemm_op(CblasNoTrans, CblasTrans, n, dk, dv, scale, dO.data(), dv, H, dv, dQ.data(), dk);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) dQ[size_t(i * dk + c)] *= gamma[size_t(i)];
     gemm_accumulate(n, dk, n, 1.0f, dP.data(), n, K.data(), dk, dQ.data(), dk);
     // (3) dKint = diag(e) V' dH_out^T;  dK = dPm^T Q + dKint
-    transpose(dH, dk, dv, dHT.data());
     std::fill_n(dKint.begin(), n * dk, 0.0f);
-    gemm_accumulate(n, dk, dv, 1.0f, Vnew.data(), dv, dHT.data(), dk, dKint.data(), dk);
+    gemm_op(CblasNoTrans, CblasTrans, n, dk, dv, 1.0f, Vnew.data(), dv, dH, dv, dKint.data(), dk);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) dKint[size_t(i * dk + c)] *= e[size_t(i)];
-    transpose(dP.data(), n, n, A);
     std::copy_n(dKint.begin(), n * dk, dK.begin());
-    gemm_accumulate(n, dk, n, 1.0f, A, n, Q.data(), dk, dK.data(), dk);
+    gemm_op(CblasTrans, CblasNoTrans, n, dk, n, 1.0f, dP.data(), n, Q.data(), dk, dK.data(), dk);
     // (4) dG
     const float gamma_last = gamma[size_t(n - 1)];
     float last_extra = gamma_last * dot(H, dH, dk * dv);
@@ -484,28 +476,23 @@ struct ChunkBackward {
     }
     dG[size_t(n - 1)] += last_extra;
     // (5) dH_in = s (diag(gamma) Q)^T dO + gamma_n dH_out - W^T dV'
-    transpose(Q.data(), n, dk, A);
-    for (int64_t c = 0; c < dk; ++c)
-      for (int64_t i = 0; i < n; ++i) A[c * n + i] *= gamma[size_t(i)];
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < dk; ++c) A[i * dk + c] = gamma[size_t(i)] * Q[size_t(i * dk + c)];
     for (int64_t c = 0; c < dk * dv; ++c) dH_in[size_t(c)] = gamma_last * dH[c];
-    gemm_accumulate(dk, dv, n, scale, A, n, dO.data(), dv, dH_in.data(), dv);
-    transpose(W.data(), n, dk, A);
-    gemm_accumulate(dk, dv, n, -1.0f, A, n, dVnew.data(), dv, dH_in.data(), dv);
+    gemm_op(CblasTrans, CblasNoTrans, dk, dv, n, scale, A, dk, dO.data(), dv, dH_in.data(), dv);
+    gemm_op(CblasTrans, CblasNoTrans, dk, dv, n, -1.0f, W.data(), dk, dVnew.data(), dv, dH_in.data(), dv);
     // (6) WY backward: dW = -dV' H^T, dU = dV'
     std::fill_n(dW.begin(), n * dk, 0.0f);
-    gemm_accumulate(n, dk, dv, -1.0f, dVnew.data(), dv, HT.data(), dk, dW.data(), dk);
+    gemm_op(CblasNoTrans, CblasTrans, n, dk, dv, -1.0f, dVnew.data(), dv, H, dv, dW.data(), dk);
     // dT = strict_lower(dW (diag(beta gamma) K)^T + dU (diag(beta) V)^T)
     std::fill_n(dT.begin(), nn, 0.0f);
-    transpose(scaled_k.data(), n, dk, A);
-    gemm_accumulate(n, n, dk, 1.0f, dW.data(), dk, A, n, dT.data(), n);
-    transpose(scaled_v.data(), n, dv, A);
-    gemm_accumulate(n, n, dv, 1.0f, dVnew.data(), dv, A, n, dT.data(), n);
+    gemm_op(CblasNoTrans, CblasTrans, n, n, dk, 1.0f, dW.data(), dk, scaled_k.data(), dk, dT.data(), n);
+    gemm_op(CblasNoTrans, CblasTrans, n, n, dv, 1.0f, dVnew.data(), dv, scaled_v.data(), dv, dT.data(), n);
     // X = T^T dW, Y = T^T dU
-    transpose(T.data(), n, n, B);  // B = T^T until dA is formed
     std::fill_n(X.begin(), n * dk, 0.0f);
     std::fill_n(Y.begin(), n * dv, 0.0f);
-    gemm_accumulate(n, dk, n, 1.0f, B, n, dW.data(), dk, X.data(), dk);
-    gemm_accumulate(n, dv, n, 1.0f, B, n, dVnew.data(), dv, Y.data(), dv);
+    gemm_op(CblasTrans, CblasNoTrans, n, dk, n, 1.0f, T.data(), n, dW.data(), dk, X.data(), dk);
+    gemm_op(CblasTrans, CblasNoTrans, n, dv, n, 1.0f, T.data(), n, dVnew.data(), dv, Y.data(), dv);
     for (int64_t i = 0; i < n; ++i) {
       const float b = beta[size_t(i)], g = gamma[size_t(i)];
       const float xk = dot(&X[size_t(i * dk)], &K[size_t(i * dk)], dk);
@@ -517,10 +504,10 @@ struct ChunkBackward {
     // dA = -T^T dT T^T;  D = strict_lower(dA) o Gamma (kept in dA)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = i; j < n; ++j) dT[size_t(i * n + j)] = 0.0f;
-    std::fill_n(Cb, nn, 0.0f);
-    gemm_accumulate(n, n, n, 1.0f, B, n, dT.data(), n, Cb, n);
+    std::fill_n(B, nn, 0.0f);
+    gemm_op(CblasTrans, CblasNoTrans, n, n, n, 1.0f, T.data(), n, dT.data(), n, B, n);
     std::fill_n(dA.begin(), nn, 0.0f);
-    gemm_accumulate(n, n, n, -1.0f, Cb, n, B, n, dA.data(), n);
+    gemm_op(CblasNoTrans, CblasTrans, n, n, n, -1.0f, B, n, T.data(), n, dA.data(), n);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) dA[size_t(i * n + j)] = j < i ? dA[size_t(i * n + j)] * Gamma[size_t(i * n + j)] : 0.0f;
     // dbeta_i += sum_j KK_ij D_ij;  dG_i += sum_j beta_i KK_ij D_ij - sum_j beta_j KK_ji D_ji
@@ -534,10 +521,9 @@ struct ChunkBackward {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) B[i * n + j] = beta[size_t(i)] * dA[size_t(i * n + j)];
     gemm_accumulate(n, dk, n, 1.0f, B, n, K.data(), dk, dK.data(), dk);
-    transpose(dA.data(), n, n, A);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < dk; ++c) B[i * dk + c] = beta[size_t(i)] * K[size_t(i * dk + c)];
-    gemm_accumulate(n, dk, n, 1.0f, A, n, B, dk, dK.data(), dk);
+    gemm_op(CblasTrans, CblasNoTrans, n, dk, n, 1.0f, dA.data(), n, B, dk, dK.data(), dk);
     // (7) dg_t = sum of dG_i over i >= t in the chunk
     for (int64_t i = n - 2; i >= 0; --i) dG[size_t(i)] += dG[size_t(i + 1)];
     std::copy(dH_in.begin(), dH_in.end(), dH);
