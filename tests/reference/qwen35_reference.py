@@ -3,21 +3,23 @@
 
 Written from the spec, not from the C++ engine. Every function takes plain tensors and a weights
 dict (canonical names without the checkpoint's stack prefix: "embed_tokens.weight",
-"layers.3.self_attn.q_proj.weight", "norm.weight", "lm_head.weight"), so autograd gradients work and
-a LoRA delta can be added in `linear` later (y = x W^T + s * (x A^T) B^T).
+"layers.3.self_attn.q_proj.weight", "norm.weight", "lm_head.weight"), so autograd gradients work. A
+PEFT LoRA adapter (spec §7) adds "<module>.lora_A" [r, in], "<module>.lora_B" [out, r] and
+"<module>.lora_scaling" (0-d) entries to that dict, and `linear` computes y = x W^T + s (x A^T) B^T.
 
 Computes in float64 by default (parity); `load_model(..., dtype=torch.float32)` is the fast mode used
 by the benchmark. Runs under torch 1.13 without the safetensors package.
 
 Command line:
-  qwen35_reference.py logits --model DIR --tokens 1,2,3 --out FILE.npy|FILE.safetensors [--recurrent]
-  qwen35_reference.py greedy --model DIR --tokens 1,2,3 --max-tokens 32
+  qwen35_reference.py logits --model DIR --tokens 1,2,3 --out FILE.safetensors [--recurrent] [--adapter DIR]
+  qwen35_reference.py greedy --model DIR --tokens 1,2,3 --max-tokens 32 [--adapter DIR]
   qwen35_reference.py self-check
 """
 import argparse
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -167,11 +169,62 @@ def load_model(model_dir, dtype=torch.float64):
 
 
 # ---------------------------------------------------------------------------------------------
+# PEFT LoRA adapters (spec §7)
+
+_LORA_KEY = re.compile(r"base_model\.model\.(model\.(?:language_model\.)?(layers\.\d+\.[a-z_]+\.[a-z_]+))\.lora_([AB])\.weight")
+
+
+def pattern_value(pattern, module_name, default):
+    r"""rank_pattern / alpha_pattern: the first key k (in file order) with
+    re.match(rf"(.*\.)?({k})$", module_name) gives the value; else `default` (PEFT's get_pattern_key)."""
+    for key, value in pattern.items():
+        if re.match(rf"(.*\.)?({key})$", module_name):
+            return value
+    return default
+
+
+def with_adapter(weights, adapter_dir, dtype=torch.float64):
+    """A copy of `weights` with the LoRA modules of the PEFT adapter directory added (keys in either
+    namespace, base_model.model.model.layers.N. or base_model.model.model.language_model.layers.N.).
+    Per module: rank and alpha from rank_pattern / alpha_pattern (matched against the module's name
+    without base_model.model.), else r / lora_alpha; scaling alpha / r, or alpha / sqrt(r) with
+    use_rslora. Fails on a key, rank or shape that does not fit."""
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+        config = json.load(f)
+    tensors, _ = read_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    factors = {}  # canonical module -> (full module name, {"A": tensor, "B": tensor})
+    for key, tensor in tensors.items():
+        match = _LORA_KEY.fullmatch(key)
+        if not match:
+            raise ValueError(f"{adapter_dir}: unexpected adapter key {key}")
+        full_name, module, factor = match.groups()
+        factors.setdefault(module, (full_name, {}))[1][factor] = tensor.to(dtype)
+    adapted = dict(weights)
+    for module, (full_name, pair) in factors.items():
+        if set(pair) != {"A", "B"} or module + ".weight" not in weights:
+            raise ValueError(f"{adapter_dir}: module {full_name} needs lora_A and lora_B and a base weight")
+        rank = pattern_value(config.get("rank_pattern") or {}, full_name, config["r"])
+        alpha = pattern_value(config.get("alpha_pattern") or {}, full_name, config["lora_alpha"])
+        out_features, in_features = weights[module + ".weight"].shape
+        if pair["A"].shape != (rank, in_features) or pair["B"].shape != (out_features, rank):
+            raise ValueError(f"{adapter_dir}: {full_name} has A {list(pair['A'].shape)} and B {list(pair['B'].shape)}, "
+                             f"expected [{rank}, {in_features}] and [{out_features}, {rank}]")
+        scaling = alpha / math.sqrt(rank) if config.get("use_rslora", False) else alpha / rank
+        adapted[module + ".lora_A"], adapted[module + ".lora_B"] = pair["A"], pair["B"]
+        adapted[module + ".lora_scaling"] = torch.tensor(scaling, dtype=dtype)
+    return adapted
+
+
+# ---------------------------------------------------------------------------------------------
 # building blocks (spec §3)
 
 def linear(weights, name, x):
-    """x W^T for the module `name` (e.g. "layers.0.mlp.up_proj"); the one place a LoRA delta goes."""
-    return x @ weights[name + ".weight"].t()
+    """x W^T for the module `name` (e.g. "layers.0.mlp.up_proj"), plus s (x A^T) B^T when the weights
+    carry a LoRA module for it."""
+    y = x @ weights[name + ".weight"].t()
+    if name + ".lora_A" in weights:
+        y = y + weights[name + ".lora_scaling"] * ((x @ weights[name + ".lora_A"].t()) @ weights[name + ".lora_B"].t())
+    return y
 
 
 def rms_norm_zero_centred(x, weight, eps):
@@ -498,22 +551,26 @@ def main(argv):
     logits_parser.add_argument("--tokens", required=True)
     logits_parser.add_argument("--out", required=True)
     logits_parser.add_argument("--recurrent", action="store_true")
+    logits_parser.add_argument("--adapter", help="PEFT LoRA adapter directory")
     greedy_parser = sub.add_parser("greedy", help="print greedy continuation ids, comma-separated")
     greedy_parser.add_argument("--model", required=True)
     greedy_parser.add_argument("--tokens", required=True)
     greedy_parser.add_argument("--max-tokens", type=int, default=32)
+    greedy_parser.add_argument("--adapter", help="PEFT LoRA adapter directory")
     sub.add_parser("self-check", help="chunked vs recurrent delta rule in float64")
     args = parser.parse_args(argv)
     if args.command == "self-check":
         print(f"delta rule: chunked == recurrent, max abs difference {self_check():.3g}")
         print(f"model: recurrent, cached and gradients == chunked, relative L2 difference {self_check_model():.3g}")
-    elif args.command == "logits":
-        cfg, weights = load_model(args.model)
+        return 0
+    cfg, weights = load_model(args.model)
+    if args.adapter:
+        weights = with_adapter(weights, args.adapter)
+    if args.command == "logits":
         with torch.no_grad():
             logits = forward(cfg, weights, _parse_tokens(args.tokens), recurrent=args.recurrent)
         write_safetensors(args.out, {"logits": logits})
     else:
-        cfg, weights = load_model(args.model)
         print(",".join(str(t) for t in greedy_continuation(cfg, weights, _parse_tokens(args.tokens), args.max_tokens)))
     return 0
 

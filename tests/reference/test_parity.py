@@ -9,11 +9,17 @@ then for each checks:
     relative L2 error <= 1e-4, any non-finite value fails;
   - `deltatune generate --temperature 0 --ignore-eos --print-ids` 32 tokens against the reference's
     cached greedy loop.
+Then LoRA adapters from `deltatune init-adapter --init random` (non-zero B) on those models, applied
+unmerged with `--adapter` (logits chunked and recurrent, cached pieces, greedy) against the reference
+with the adapter read from the same directory: all twelve kinds on the GVA model, an rsLoRA adapter
+stored as BF16, and one whose adapter_config.json gains rank_pattern / alpha_pattern (its factors cut
+to the pattern ranks, its keys renamed into the other namespace).
 Prints one line per check and "N passed, M failed"; exits non-zero on any failure.
 
 Usage: test_parity.py --bin build/deltatune --tmp build/test-tmp/reference
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -57,6 +63,40 @@ EXPECTED_LAYOUT = {
 }
 
 
+
+
+def use_patterns_and_other_namespace(adapter_dir):
+    """Adds rank_pattern / alpha_pattern to adapter_config.json, cuts each module's factors to its
+    pattern rank, and renames the keys from base_model.model.model.language_model.layers.N. to
+    base_model.model.model.layers.N."""
+    config_path = os.path.join(adapter_dir, "adapter_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["rank_pattern"] = {"q_proj": 2, r"layers\.0\.linear_attn\.in_proj_z": 3, "down_proj": 5}
+    config["alpha_pattern"] = {r"layers\.[12]\.mlp\.down_proj": 3.0, "in_proj_a": 24.0}
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
+    weights_path = os.path.join(adapter_dir, "adapter_model.safetensors")
+    tensors, _ = ref.read_safetensors(weights_path)
+    renamed = {}
+    for key, tensor in tensors.items():
+        key = key.replace("base_model.model.model.language_model.layers.", "base_model.model.model.layers.")
+        module = key[len("base_model.model."):].rsplit(".lora_", 1)[0]
+        rank = ref.pattern_value(config["rank_pattern"], module, config["r"])
+        renamed[key] = tensor[:rank] if ".lora_A." in key else tensor[:, :rank]
+    ref.write_safetensors(weights_path, renamed)
+
+
+# name -> (model, init-adapter arguments, edit of the written adapter or None)
+ADAPTERS = {
+    "all-kinds": ("gva-untied-bf16", ["--rank", "4", "--alpha", "8", "--seed", "21"], None),
+    "rslora-bf16": ("tied-textonly-sharded-f32", ["--rank", "8", "--alpha", "4", "--rslora", "--seed", "22", "--dtype", "bf16",
+                                                  "--targets", "q_proj,v_proj,in_proj_qkv,in_proj_b,out_proj,down_proj"], None),
+    "rank-alpha-pattern": ("hf-init-f16", ["--rank", "6", "--alpha", "12", "--seed", "23"], use_patterns_and_other_namespace),
+}
+ADAPTER_LENGTHS = (65,)
+
+
 class Results:
     def __init__(self):
         self.passed = 0
@@ -87,8 +127,8 @@ def relative_error(actual, expected):
     return error, f"relative L2 {error:.2e}"
 
 
-def check_logits(results, binary, tmp, name, model_dir, cfg, weights, generator):
-    for length in LENGTHS:
+def check_logits(results, binary, tmp, name, model_dir, cfg, weights, generator, lengths=LENGTHS, extra=()):
+    for length in lengths:
         tokens = torch.randint(0, cfg["vocab_size"], (length,), generator=generator).tolist()
         with torch.no_grad():
             expected = ref.forward(cfg, weights, tokens)
@@ -99,7 +139,7 @@ def check_logits(results, binary, tmp, name, model_dir, cfg, weights, generator)
             out = os.path.join(tmp, f"{name}-{length}-{int(recurrent)}.safetensors")
             try:
                 run([binary, "logits", "--model", model_dir, "--tokens", ",".join(map(str, tokens)), "--out", out]
-                    + (["--recurrent"] if recurrent else []))
+                    + (["--recurrent"] if recurrent else []) + list(extra))
                 tensors, _ = ref.read_safetensors(out)
                 error, detail = relative_error(tensors["logits"].to(torch.float64), expected)
                 results.record(label, error <= RELATIVE_TOLERANCE, detail)
@@ -107,7 +147,7 @@ def check_logits(results, binary, tmp, name, model_dir, cfg, weights, generator)
                 results.record(label, False, str(exc))
 
 
-def check_pieces(results, binary, tmp, name, model_dir, cfg, weights, generator):
+def check_pieces(results, binary, tmp, name, model_dir, cfg, weights, generator, extra=()):
     label = f"{name} logits pieces {','.join(map(str, PIECES))}"
     tokens = torch.randint(0, cfg["vocab_size"], (sum(PIECES),), generator=generator).tolist()
     out = os.path.join(tmp, f"{name}-pieces.safetensors")
@@ -115,7 +155,7 @@ def check_pieces(results, binary, tmp, name, model_dir, cfg, weights, generator)
         with torch.no_grad():
             expected = ref.forward(cfg, weights, tokens)
         run([binary, "logits", "--model", model_dir, "--tokens", ",".join(map(str, tokens)), "--out", out,
-             "--pieces", ",".join(map(str, PIECES))])
+             "--pieces", ",".join(map(str, PIECES))] + list(extra))
         tensors, _ = ref.read_safetensors(out)
         error, detail = relative_error(tensors["logits"].to(torch.float64), expected)
         results.record(label, error <= RELATIVE_TOLERANCE, detail)
@@ -123,13 +163,14 @@ def check_pieces(results, binary, tmp, name, model_dir, cfg, weights, generator)
         results.record(label, False, str(exc))
 
 
-def check_greedy(results, binary, name, model_dir, cfg, weights, generator):
+def check_greedy(results, binary, name, model_dir, cfg, weights, generator, extra=()):
     label = f"{name} greedy {GREEDY_TOKENS} tokens"
     prompt = torch.randint(0, cfg["vocab_size"], (20,), generator=generator).tolist()
     try:
         expected = ref.greedy_continuation(cfg, weights, prompt, GREEDY_TOKENS)
         output = run([binary, "generate", "--model", model_dir, "--tokens", ",".join(map(str, prompt)),
-                      "--temperature", "0", "--max-tokens", str(GREEDY_TOKENS), "--ignore-eos", "--print-ids"])
+                      "--temperature", "0", "--max-tokens", str(GREEDY_TOKENS), "--ignore-eos", "--print-ids"]
+                     + list(extra))
         actual = [int(t) for t in output.strip().split(",") if t]
         if actual == expected:
             results.record(label, True, "identical")
@@ -149,6 +190,7 @@ def main(argv):
     shutil.rmtree(args.tmp, ignore_errors=True)
     os.makedirs(args.tmp)
     results = Results()
+    models = {}  # name -> (directory, reference config, reference weights)
 
     try:
         results.record("reference delta rule chunked == recurrent (float64)", True, f"max abs {ref.self_check():.1e}")
@@ -172,6 +214,32 @@ def main(argv):
         check_logits(results, args.bin, args.tmp, name, model_dir, cfg, weights, generator)
         check_pieces(results, args.bin, args.tmp, name, model_dir, cfg, weights, generator)
         check_greedy(results, args.bin, name, model_dir, cfg, weights, generator)
+        models[name] = (model_dir, cfg, weights)
+
+    for index, (name, (model_name, init_args, edit)) in enumerate(ADAPTERS.items()):
+        if model_name not in models:
+            continue
+        model_dir, cfg, weights = models[model_name]
+        adapter_dir = os.path.join(args.tmp, f"adapter-{name}")
+        label = f"{model_name} + adapter {name}"
+        try:
+            run([args.bin, "init-adapter", "--model", model_dir, "--out", adapter_dir, "--init", "random"] + init_args)
+            if edit:
+                edit(adapter_dir)
+            adapted = ref.with_adapter(weights, adapter_dir)
+            generator = torch.Generator().manual_seed(200 + index)
+            # The adapter must move the logits well beyond the tolerance, or ignoring it would pass.
+            probe = torch.randint(0, cfg["vocab_size"], (16,), generator=generator).tolist()
+            with torch.no_grad():
+                effect, detail = relative_error(ref.forward(cfg, adapted, probe), ref.forward(cfg, weights, probe))
+            results.record(f"{label} changes the reference logits", effect > 100 * RELATIVE_TOLERANCE, detail)
+        except Exception as exc:
+            results.record(f"{label} init-adapter + reference load", False, str(exc))
+            continue
+        extra = ["--adapter", adapter_dir]
+        check_logits(results, args.bin, args.tmp, label, model_dir, cfg, adapted, generator, ADAPTER_LENGTHS, extra)
+        check_pieces(results, args.bin, args.tmp, label, model_dir, cfg, adapted, generator, extra)
+        check_greedy(results, args.bin, label, model_dir, cfg, adapted, generator, extra)
 
     print(f"{results.passed} passed, {results.failed} failed ({time.time() - start:.1f} s)")
     return 1 if results.failed or results.passed == 0 else 0
