@@ -107,6 +107,28 @@ void causal_attention(const AttentionProblem& problem, float* out) {
     attention_by_blocks(problem, out);
 }
 
+namespace {
+
+// softmax(scale q . k_s) over the first `visible` keys, in double: the reference forward and
+// backward both start from it.
+std::vector<double> attention_probabilities_reference(const AttentionProblem& p, const float* query,
+                                                      const float* keys, int64_t visible) {
+  std::vector<double> weights(static_cast<size_t>(visible));
+  double maximum = -std::numeric_limits<double>::infinity();
+  for (int64_t s = 0; s < visible; ++s) {
+    double dot = 0;
+    for (int64_t i = 0; i < p.head_dim; ++i) dot += double(query[i]) * double(keys[s * p.head_dim + i]);
+    weights[size_t(s)] = dot * double(p.scale);
+    maximum = std::max(maximum, weights[size_t(s)]);
+  }
+  double total = 0;
+  for (double& w : weights) total += (w = std::exp(w - maximum));
+  for (double& w : weights) w /= total;
+  return weights;
+}
+
+}  // namespace
+
 void causal_attention_reference(const AttentionProblem& p, float* out) {
   check(p);
   const int64_t hd = p.head_dim, q_row = p.q_heads * hd;
@@ -115,21 +137,11 @@ void causal_attention_reference(const AttentionProblem& p, float* out) {
     const float* values = p.values + kv_head_of(p, h) * p.kv_capacity * hd;
     for (int64_t t = 0; t < p.tokens; ++t) {
       const int64_t visible = p.past + t + 1;
-      const float* query = p.q + t * q_row + h * hd;
-      std::vector<double> weights(static_cast<size_t>(visible));
-      double maximum = -std::numeric_limits<double>::infinity();
-      for (int64_t s = 0; s < visible; ++s) {
-        double dot = 0;
-        for (int64_t i = 0; i < hd; ++i) dot += double(query[i]) * double(keys[s * hd + i]);
-        weights[size_t(s)] = dot * double(p.scale);
-        maximum = std::max(maximum, weights[size_t(s)]);
-      }
-      double total = 0;
-      for (double& w : weights) total += (w = std::exp(w - maximum));
+      const std::vector<double> weights = attention_probabilities_reference(p, p.q + t * q_row + h * hd, keys, visible);
       for (int64_t i = 0; i < hd; ++i) {
         double sum = 0;
         for (int64_t s = 0; s < visible; ++s) sum += weights[size_t(s)] * double(values[s * hd + i]);
-        out[t * q_row + h * hd + i] = float(sum / total);
+        out[t * q_row + h * hd + i] = float(sum);
       }
     }
   }
@@ -214,19 +226,10 @@ void causal_attention_backward_reference(const AttentionProblem& p, const float*
       const int64_t visible = p.past + t + 1;
       const float* query = p.q + t * q_row + h * hd;
       const float* gradient = d_out + t * q_row + h * hd;
-      std::vector<double> weights(static_cast<size_t>(visible)), d_weights(static_cast<size_t>(visible));
-      double maximum = -std::numeric_limits<double>::infinity();
-      for (int64_t s = 0; s < visible; ++s) {
-        double dot = 0;
-        for (int64_t i = 0; i < hd; ++i) dot += double(query[i]) * double(keys[s * hd + i]);
-        weights[size_t(s)] = dot * double(p.scale);
-        maximum = std::max(maximum, weights[size_t(s)]);
-      }
-      double total = 0;
-      for (double& w : weights) total += (w = std::exp(w - maximum));
+      const std::vector<double> weights = attention_probabilities_reference(p, query, keys, visible);
+      std::vector<double> d_weights(static_cast<size_t>(visible));
       double expectation = 0;
       for (int64_t s = 0; s < visible; ++s) {
-        weights[size_t(s)] /= total;
         double dot = 0;
         for (int64_t i = 0; i < hd; ++i) dot += double(gradient[i]) * double(values[s * hd + i]);
         d_weights[size_t(s)] = dot;
