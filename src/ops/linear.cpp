@@ -91,6 +91,21 @@ void half_gemv(const uint16_t* weight, int64_t out, int64_t in, const float* x, 
 // Rows of weight converted per block, so the f32 copy stays cache-sized instead of model-sized.
 constexpr int64_t kConvertBlockBytes = 4 << 20;
 
+// Calls use(first_row, count, rows_f32) for consecutive blocks of a BF16/F16 weight's rows
+// converted to f32.
+template <typename UseBlock>
+void for_each_f32_block(const Tensor& weight, UseBlock use) {
+  const int64_t out = weight.dim(0), in = weight.dim(1);
+  const int64_t block_rows = std::clamp<int64_t>(kConvertBlockBytes / (in * 4), 16, out);
+  thread_local std::vector<float> block;
+  block.resize(size_t(block_rows * in));
+  for (int64_t first = 0; first < out; first += block_rows) {
+    const int64_t count = std::min(block_rows, out - first);
+    weight_rows_to_f32(weight, first, count, block.data());
+    use(first, count, block.data());
+  }
+}
+
 }  // namespace
 
 void weight_rows_to_f32(const Tensor& weight, int64_t first_row, int64_t count, float* destination) {
@@ -125,15 +140,10 @@ void linear(const float* x, int64_t rows, const Tensor& weight, float* y) {
       half_gemv<DType::F16>(half_rows(weight), out, in, x, y);
     return;
   }
-  const int64_t block_rows = std::clamp<int64_t>(kConvertBlockBytes / (in * 4), 16, out);
-  thread_local std::vector<float> block;
-  block.resize(size_t(block_rows * in));
-  for (int64_t first = 0; first < out; first += block_rows) {
-    const int64_t count = std::min(block_rows, out - first);
-    weight_rows_to_f32(weight, first, count, block.data());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(count), int(in), 1.0f, x,
-                int(in), block.data(), int(in), 0.0f, y + first, int(out));
-  }
+  for_each_f32_block(weight, [&](int64_t first, int64_t count, const float* block) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(count), int(in), 1.0f, x, int(in), block,
+                int(in), 0.0f, y + first, int(out));
+  });
 }
 
 void linear_reference(const float* x, int64_t rows, const Tensor& weight, float* y) {
@@ -167,15 +177,10 @@ void linear_backward_input(const float* dy, int64_t rows, const Tensor& weight, 
                 weight.f32(), int(in), accumulate ? 1.0f : 0.0f, dx, int(in));
     return;
   }
-  const int64_t block_rows = std::clamp<int64_t>(kConvertBlockBytes / (in * 4), 16, out);
-  thread_local std::vector<float> block;
-  block.resize(size_t(block_rows * in));
-  for (int64_t first = 0; first < out; first += block_rows) {
-    const int64_t count = std::min(block_rows, out - first);
-    weight_rows_to_f32(weight, first, count, block.data());
+  for_each_f32_block(weight, [&](int64_t first, int64_t count, const float* block) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(in), int(count), 1.0f, dy + first,
-                int(out), block.data(), int(in), (accumulate || first > 0) ? 1.0f : 0.0f, dx, int(in));
-  }
+                int(out), block, int(in), (accumulate || first > 0) ? 1.0f : 0.0f, dx, int(in));
+  });
 }
 
 namespace {
