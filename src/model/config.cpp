@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <utility>
+
 
 #include "core/error.h"
 #include "io/mapped_file.h"
@@ -30,6 +32,23 @@ std::string layer_pattern_string(const std::vector<LayerType>& layer_types) {
 }
 
 namespace {
+
+// The sizes every config must state; each is read, validated (positive) and written the same way.
+constexpr std::pair<const char*, int64_t ModelConfig::*> kSizeFields[] = {
+    {"vocab_size", &ModelConfig::vocab_size},
+    {"hidden_size", &ModelConfig::hidden_size},
+    {"intermediate_size", &ModelConfig::intermediate_size},
+    {"num_hidden_layers", &ModelConfig::num_hidden_layers},
+    {"num_attention_heads", &ModelConfig::num_attention_heads},
+    {"num_key_value_heads", &ModelConfig::num_key_value_heads},
+    {"head_dim", &ModelConfig::head_dim},
+    {"linear_num_key_heads", &ModelConfig::linear_num_key_heads},
+    {"linear_num_value_heads", &ModelConfig::linear_num_value_heads},
+    {"linear_key_head_dim", &ModelConfig::linear_key_head_dim},
+    {"linear_value_head_dim", &ModelConfig::linear_value_head_dim},
+    {"linear_conv_kernel_dim", &ModelConfig::linear_conv_kernel_dim},
+};
+
 
 // Typed, optional access to the keys of one JSON object; every error names the file and the full
 // key path ("text_config.hidden_size"). JSON null counts as absent, as in HF configs.
@@ -163,18 +182,7 @@ ModelConfig parse_config(const json& document, const std::string& source) {
   if (const auto experts = text.optional_integer("num_experts"); experts && *experts > 0)
     fail("{}: '{}' is {}: mixture-of-experts models are not supported yet", source, text.path("num_experts"), *experts);
 
-  config.vocab_size = text.integer("vocab_size");
-  config.hidden_size = text.integer("hidden_size");
-  config.intermediate_size = text.integer("intermediate_size");
-  config.num_hidden_layers = text.integer("num_hidden_layers");
-  config.num_attention_heads = text.integer("num_attention_heads");
-  config.num_key_value_heads = text.integer("num_key_value_heads");
-  config.head_dim = text.integer("head_dim");
-  config.linear_num_key_heads = text.integer("linear_num_key_heads");
-  config.linear_num_value_heads = text.integer("linear_num_value_heads");
-  config.linear_key_head_dim = text.integer("linear_key_head_dim");
-  config.linear_value_head_dim = text.integer("linear_value_head_dim");
-  config.linear_conv_kernel_dim = text.integer("linear_conv_kernel_dim");
+  for (const auto& [name, member] : kSizeFields) config.*member = text.integer(name);
   config.rms_norm_eps = text.optional_number("rms_norm_eps").value_or(config.rms_norm_eps);
   config.attn_output_gate = text.optional_bool("attn_output_gate").value_or(config.attn_output_gate);
   config.max_position_embeddings =
@@ -242,23 +250,10 @@ ModelConfig load_config(const std::filesystem::path& model_dir) {
 }
 
 void validate_config(const ModelConfig& config, const std::string& source) {
-  const std::pair<const char*, int64_t> sizes[] = {
-      {"vocab_size", config.vocab_size},
-      {"hidden_size", config.hidden_size},
-      {"intermediate_size", config.intermediate_size},
-      {"num_hidden_layers", config.num_hidden_layers},
-      {"num_attention_heads", config.num_attention_heads},
-      {"num_key_value_heads", config.num_key_value_heads},
-      {"head_dim", config.head_dim},
-      {"linear_num_key_heads", config.linear_num_key_heads},
-      {"linear_num_value_heads", config.linear_num_value_heads},
-      {"linear_key_head_dim", config.linear_key_head_dim},
-      {"linear_value_head_dim", config.linear_value_head_dim},
-      {"linear_conv_kernel_dim", config.linear_conv_kernel_dim},
-      {"max_position_embeddings", config.max_position_embeddings},
-  };
-  for (const auto& [name, value] : sizes)
-    if (value <= 0) fail("{}: {} must be positive, found {}", source, name, value);
+  for (const auto& [name, member] : kSizeFields)
+    if (config.*member <= 0) fail("{}: {} must be positive, found {}", source, name, config.*member);
+  if (config.max_position_embeddings <= 0)
+    fail("{}: max_position_embeddings must be positive, found {}", source, config.max_position_embeddings);
   if (config.linear_num_value_heads % config.linear_num_key_heads != 0)
     fail("{}: linear_num_value_heads ({}) must be a multiple of linear_num_key_heads ({})", source,
          config.linear_num_value_heads, config.linear_num_key_heads);
@@ -294,18 +289,6 @@ json config_to_json(const ModelConfig& config) {
   if (!config.mrope_section.empty()) rope["mrope_section"] = config.mrope_section;
   json text = {
       {"model_type", "qwen3_5_text"},
-      {"vocab_size", config.vocab_size},
-      {"hidden_size", config.hidden_size},
-      {"intermediate_size", config.intermediate_size},
-      {"num_hidden_layers", config.num_hidden_layers},
-      {"num_attention_heads", config.num_attention_heads},
-      {"num_key_value_heads", config.num_key_value_heads},
-      {"head_dim", config.head_dim},
-      {"linear_num_key_heads", config.linear_num_key_heads},
-      {"linear_num_value_heads", config.linear_num_value_heads},
-      {"linear_key_head_dim", config.linear_key_head_dim},
-      {"linear_value_head_dim", config.linear_value_head_dim},
-      {"linear_conv_kernel_dim", config.linear_conv_kernel_dim},
       {"layer_types", layer_types},
       {"rope_parameters", rope},
       {"rms_norm_eps", config.rms_norm_eps},
@@ -318,6 +301,7 @@ json config_to_json(const ModelConfig& config) {
       {"tie_word_embeddings", config.tie_word_embeddings},
       {"use_cache", true},
   };
+  for (const auto& [name, member] : kSizeFields) text[name] = config.*member;
   if (config.eos_token_ids.size() == 1)
     text["eos_token_id"] = config.eos_token_ids.front();
   else if (!config.eos_token_ids.empty())
