@@ -4,7 +4,6 @@
 
 #include <utility>
 
-
 #include "core/error.h"
 #include "io/mapped_file.h"
 
