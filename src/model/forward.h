@@ -3,6 +3,7 @@
 // caches. Computes in f32 from weights in their stored dtype.
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
@@ -52,6 +53,14 @@ struct InferenceState {
 };
 
 InferenceState new_inference_state(const ModelConfig& config);
+
+// Fails unless every module of `adapter` sits on a linear the model has, with factors of that
+// linear's shape (lora_linear reads them unchecked). Messages start with `context`.
+void check_adapter_fits(const ModelConfig& config, const LoraAdapter& adapter, std::string_view context);
+
+// hidden [tokens, H] = the embedding rows of `tokens`, converted from the stored dtype to f32.
+// Fails on an id outside the vocabulary, naming its position. Messages start with `context`.
+void embed_tokens(const ModelWeights& weights, std::span<const int32_t> tokens, float* hidden, std::string_view context);
 
 // Runs `tokens` from state.position, updating the caches. Returns logits F32 [T, vocab]
 // (or [1, vocab] when !options.all_logits). Fails, leaving the state untouched, on an empty input,
