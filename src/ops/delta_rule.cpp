@@ -55,6 +55,24 @@ void gated_delta_gates(const float* b, const float* a, int64_t tokens, int64_t h
   }
 }
 
+DeltaRuleProblem conv_layout_problem(const float* qkv, int64_t tokens, int64_t key_heads, int64_t value_heads,
+                                     int64_t key_dim, int64_t value_dim, const float* beta, const float* g) {
+  DeltaRuleProblem p;
+  p.tokens = tokens;
+  p.key_heads = key_heads;
+  p.value_heads = value_heads;
+  p.key_dim = key_dim;
+  p.value_dim = value_dim;
+  p.q = qkv;
+  p.k = qkv + key_heads * key_dim;
+  p.v = qkv + 2 * key_heads * key_dim;
+  p.q_stride = p.k_stride = p.v_stride = 2 * key_heads * key_dim + value_heads * value_dim;
+  p.beta = beta;
+  p.g = g;
+  p.scale = 1.0f / std::sqrt(float(key_dim));
+  return p;
+}
+
 void delta_rule_recurrent(const DeltaRuleProblem& p, float* state, float* out) {
   check(p);
   const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads;

@@ -33,6 +33,11 @@ struct DeltaRuleProblem {
   float scale = 1.0f;           // applied to q (dk^-1/2 in the model)
 };
 
+// The problem over the model's conv output, one row per token [q (nk dk) | k (nk dk) | v (nv dv)],
+// with the model's scale dk^-1/2 (spec §3.6).
+DeltaRuleProblem conv_layout_problem(const float* qkv, int64_t tokens, int64_t key_heads, int64_t value_heads,
+                                     int64_t key_dim, int64_t value_dim, const float* beta, const float* g);
+
 // state [value_heads, dk, dv]: the state before the first token on entry, after the last on exit.
 // out [tokens, value_heads * dv].
 

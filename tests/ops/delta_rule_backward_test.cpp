@@ -261,22 +261,7 @@ TEST(DeltaRuleBackward, ChunkedWithL2NormOnTheConvLayoutMatchesFiniteDifferences
   const auto d_out = test::random_vector(size_t(tokens * nv * dv), 2004);
   const auto d_final_state = test::random_vector(initial_state.size(), 2005);
   std::vector<float> normalised;
-  auto problem = [&] {
-    DeltaRuleProblem p;
-    p.tokens = tokens;
-    p.key_heads = nk;
-    p.value_heads = nv;
-    p.key_dim = dk;
-    p.value_dim = dv;
-    p.q = normalised.data();
-    p.k = normalised.data() + nk * dk;
-    p.v = normalised.data() + 2 * nk * dk;
-    p.q_stride = p.k_stride = p.v_stride = row;
-    p.beta = beta.data();
-    p.g = g.data();
-    p.scale = 1.0f / std::sqrt(float(dk));
-    return p;
-  };
+  auto problem = [&] { return conv_layout_problem(normalised.data(), tokens, nk, nv, dk, dv, beta.data(), g.data()); };
   auto normalise = [&] {
     normalised = qkv;
     for (int64_t t = 0; t < tokens; ++t) l2_normalize(normalised.data() + t * row, 2 * nk, dk, 1e-6f);
@@ -347,19 +332,7 @@ TEST(DeltaRuleBackward, GdnCoreMatchesPyTorchAutograd) {
   std::vector<float> beta(b.size()), g(b.size()), normalised = qkv;
   gated_delta_gates(b.data(), a.data(), tokens, nv, A_log.data(), dt_bias.data(), beta.data(), g.data());
   for (int64_t t = 0; t < tokens; ++t) l2_normalize(normalised.data() + t * row, 2 * nk, dk, 1e-6f);
-  DeltaRuleProblem p;
-  p.tokens = tokens;
-  p.key_heads = nk;
-  p.value_heads = nv;
-  p.key_dim = dk;
-  p.value_dim = dv;
-  p.q = normalised.data();
-  p.k = normalised.data() + nk * dk;
-  p.v = normalised.data() + 2 * nk * dk;
-  p.q_stride = p.k_stride = p.v_stride = row;
-  p.beta = beta.data();
-  p.g = g.data();
-  p.scale = 1.0f / std::sqrt(float(dk));
+  const DeltaRuleProblem p = conv_layout_problem(normalised.data(), tokens, nk, nv, dk, dv, beta.data(), g.data());
   std::vector<float> dqkv(qkv.size()), dbeta(beta.size()), dg(g.size()), d_initial_state(initial_state.size());
   delta_rule_chunked_backward(p, initial_state.data(), d_out.data(), d_final_state.data(),
                               {dqkv.data(), dqkv.data() + nk * dk, dqkv.data() + 2 * nk * dk, dbeta.data(), dg.data(),

@@ -24,20 +24,7 @@ struct Fixture {
   int64_t row() const { return 2 * nk * dk + nv * dv; }
 
   DeltaRuleProblem problem() const {
-    DeltaRuleProblem p;
-    p.tokens = tokens;
-    p.key_heads = nk;
-    p.value_heads = nv;
-    p.key_dim = dk;
-    p.value_dim = dv;
-    p.q = qkv.data();
-    p.k = qkv.data() + nk * dk;
-    p.v = qkv.data() + 2 * nk * dk;
-    p.q_stride = p.k_stride = p.v_stride = row();
-    p.beta = beta.data();
-    p.g = g.data();
-    p.scale = 1.0f / std::sqrt(float(dk));
-    return p;
+    return conv_layout_problem(qkv.data(), tokens, nk, nv, dk, dv, beta.data(), g.data());
   }
 };
 
