@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference of the Qwen3.5 text model (spec qwen35-reference.md §3, §4, §5.1).
+"""Independent PyTorch reference of the Qwen3.5 text model (spec qwen35-reference.md §3, §4, §5.1) and of
+the causal-LM loss and its LoRA gradients (§3.7, by autograd).
 
 Written from the spec, not from the C++ engine. Every function takes plain tensors and a weights
 dict (canonical names without the checkpoint's stack prefix: "embed_tokens.weight",
@@ -13,6 +14,7 @@ by the benchmark. Runs under torch 1.13 without the safetensors package.
 Command line:
   qwen35_reference.py logits --model DIR --tokens 1,2,3 --out FILE.safetensors [--recurrent] [--adapter DIR]
   qwen35_reference.py greedy --model DIR --tokens 1,2,3 --max-tokens 32 [--adapter DIR]
+  qwen35_reference.py grad --model DIR --adapter DIR --data FILE.jsonl --out FILE.safetensors [--recurrent]
   qwen35_reference.py self-check
 """
 import argparse
@@ -183,36 +185,52 @@ def pattern_value(pattern, module_name, default):
     return default
 
 
+def _adapter_factors(adapter_dir, dtype):
+    """{canonical module: (full module name, {"A"/"B": (file key, tensor)})} of a PEFT adapter
+    directory, and its adapter_config.json."""
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+        config = json.load(f)
+    tensors, _ = read_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    factors = {}
+    for key, tensor in tensors.items():
+        match = _LORA_KEY.fullmatch(key)
+        if not match:
+            raise ValueError(f"{adapter_dir}: unexpected adapter key {key}")
+        full_name, module, factor = match.groups()
+        factors.setdefault(module, (full_name, {}))[1][factor] = (key, tensor.to(dtype))
+    return factors, config
+
+
 def with_adapter(weights, adapter_dir, dtype=torch.float64):
     """A copy of `weights` with the LoRA modules of the PEFT adapter directory added (keys in either
     namespace, base_model.model.model.layers.N. or base_model.model.model.language_model.layers.N.).
     Per module: rank and alpha from rank_pattern / alpha_pattern (matched against the module's name
     without base_model.model.), else r / lora_alpha; scaling alpha / r, or alpha / sqrt(r) with
     use_rslora. Fails on a key, rank or shape that does not fit."""
-    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
-        config = json.load(f)
-    tensors, _ = read_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    factors = {}  # canonical module -> (full module name, {"A": tensor, "B": tensor})
-    for key, tensor in tensors.items():
-        match = _LORA_KEY.fullmatch(key)
-        if not match:
-            raise ValueError(f"{adapter_dir}: unexpected adapter key {key}")
-        full_name, module, factor = match.groups()
-        factors.setdefault(module, (full_name, {}))[1][factor] = tensor.to(dtype)
+    factors, config = _adapter_factors(adapter_dir, dtype)
     adapted = dict(weights)
     for module, (full_name, pair) in factors.items():
         if set(pair) != {"A", "B"} or module + ".weight" not in weights:
             raise ValueError(f"{adapter_dir}: module {full_name} needs lora_A and lora_B and a base weight")
+        (_, lora_a), (_, lora_b) = pair["A"], pair["B"]
         rank = pattern_value(config.get("rank_pattern") or {}, full_name, config["r"])
         alpha = pattern_value(config.get("alpha_pattern") or {}, full_name, config["lora_alpha"])
         out_features, in_features = weights[module + ".weight"].shape
-        if pair["A"].shape != (rank, in_features) or pair["B"].shape != (out_features, rank):
-            raise ValueError(f"{adapter_dir}: {full_name} has A {list(pair['A'].shape)} and B {list(pair['B'].shape)}, "
+        if lora_a.shape != (rank, in_features) or lora_b.shape != (out_features, rank):
+            raise ValueError(f"{adapter_dir}: {full_name} has A {list(lora_a.shape)} and B {list(lora_b.shape)}, "
                              f"expected [{rank}, {in_features}] and [{out_features}, {rank}]")
         scaling = alpha / math.sqrt(rank) if config.get("use_rslora", False) else alpha / rank
-        adapted[module + ".lora_A"], adapted[module + ".lora_B"] = pair["A"], pair["B"]
+        adapted[module + ".lora_A"], adapted[module + ".lora_B"] = lora_a, lora_b
         adapted[module + ".lora_scaling"] = torch.tensor(scaling, dtype=dtype)
     return adapted
+
+
+def adapter_factor_keys(adapter_dir):
+    """{"<module>.lora_A" / "<module>.lora_B" (the names with_adapter gives the factors): the
+    factor's key in adapter_model.safetensors}."""
+    factors, _ = _adapter_factors(adapter_dir, torch.float32)
+    return {f"{module}.lora_{factor}": key
+            for module, (_, pair) in factors.items() for factor, (key, _) in pair.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +456,59 @@ def greedy_continuation(cfg, weights, prompt, count, use_cache=True):
 
 
 # ---------------------------------------------------------------------------------------------
+# causal-LM loss and LoRA gradients (spec §3.7)
+
+IGNORE_INDEX = -100
+
+
+def read_examples(path):
+    """[(input_ids, labels)] of a JSONL file, one {"input_ids": [...]} or {"input_ids": [...],
+    "labels": [...]} object per non-blank line; labels are unshifted and default to input_ids."""
+    examples = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            input_ids = record.get("input_ids")
+            labels = record.get("labels", input_ids)
+            if not input_ids or len(labels) != len(input_ids):
+                raise ValueError(f"{path}:{number}: needs a non-empty input_ids and labels of the same length")
+            examples.append((list(input_ids), list(labels)))
+    if not examples:
+        raise ValueError(f"{path}: no examples")
+    return examples
+
+
+def loss_sum(cfg, weights, examples, recurrent=False):
+    """(sum of the cross-entropies of every non-ignored target, their count) over the examples,
+    each run on its own: position t predicts labels[t + 1], the last position predicts nothing."""
+    total, count = 0.0, 0
+    for input_ids, labels in examples:
+        targets = torch.as_tensor(labels[1:], dtype=torch.long)
+        if len(targets) == 0:
+            continue
+        logits = forward(cfg, weights, input_ids, recurrent=recurrent)[:-1]
+        total = total + F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+        count += int((targets != IGNORE_INDEX).sum())
+    return total, count
+
+
+def lora_loss_and_gradients(cfg, adapted, examples, factor_names, recurrent=False):
+    """The Hugging Face mean loss over all examples as one batch and its autograd gradient with
+    respect to each named LoRA factor ({name: gradient}); everything else stays frozen."""
+    leaves = dict(adapted)
+    for name in factor_names:
+        leaves[name] = adapted[name].detach().clone().requires_grad_(True)
+    total, count = loss_sum(cfg, leaves, examples, recurrent)
+    if count == 0:
+        raise ValueError("every target is ignored: the loss is undefined")
+    loss = total / count
+    gradients = torch.autograd.grad(loss, [leaves[name] for name in factor_names])
+    return float(loss), dict(zip(factor_names, gradients))
+
+
+# ---------------------------------------------------------------------------------------------
 # self-check: chunked == recurrent in float64
 
 def self_check(tolerance=1e-10):
@@ -539,6 +610,64 @@ def self_check_model(tolerance=1e-10):
     return worst
 
 
+LORA_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a",
+              "out_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def random_lora(weights, rank=3, alpha=5.0, seed=0):
+    """A copy of `weights` with random LoRA factors (both A and B non-zero) on every linear module."""
+    generator = torch.Generator().manual_seed(seed)
+    adapted = dict(weights)
+    for name, weight in weights.items():
+        module = name[:-len(".weight")]
+        if name.endswith(".weight") and module.rsplit(".", 1)[-1] in LORA_KINDS:
+            out_features, in_features = weight.shape
+            adapted[module + ".lora_A"] = torch.randn(rank, in_features, generator=generator, dtype=weight.dtype) * 0.3
+            adapted[module + ".lora_B"] = torch.randn(out_features, rank, generator=generator, dtype=weight.dtype) * 0.3
+            adapted[module + ".lora_scaling"] = torch.tensor(alpha / rank, dtype=weight.dtype)
+    return adapted
+
+
+def self_check_lora_gradients(tolerance=1e-10, finite_difference_tolerance=1e-6):
+    """LoRA gradients of the loss over a masked batch (lengths across the chunk boundary): equal for
+    the chunked and recurrent delta rule, and equal to central finite differences on a few entries.
+    Returns (chunked vs recurrent relative L2, worst finite-difference relative error)."""
+    cfg, weights = random_model(seed=2)
+    adapted = random_lora(weights, seed=3)
+    generator = torch.Generator().manual_seed(4)
+    tokens = [torch.randint(0, cfg["vocab_size"], (length,), generator=generator).tolist() for length in (70, 20)]
+    examples = [(tokens[0], [IGNORE_INDEX] * 12 + tokens[0][12:]), (tokens[1], tokens[1])]
+    names = sorted(name for name in adapted if name.endswith((".lora_A", ".lora_B")))
+    loss, chunked = lora_loss_and_gradients(cfg, adapted, examples, names)
+    _, recurrent = lora_loss_and_gradients(cfg, adapted, examples, names, recurrent=True)
+    flat_chunked = torch.cat([chunked[n].reshape(-1) for n in names])
+    flat_recurrent = torch.cat([recurrent[n].reshape(-1) for n in names])
+    forms = float((flat_recurrent - flat_chunked).norm() / flat_chunked.norm())
+    if not math.isfinite(forms) or forms > tolerance or float(flat_chunked.norm()) == 0.0:
+        raise AssertionError(f"LoRA gradients of the chunked and recurrent forms differ by {forms} (relative L2)")
+    worst = 0.0
+    step = 1e-5
+    probes = (("layers.0.linear_attn.in_proj_a.lora_A", (1, 3)), ("layers.0.linear_attn.in_proj_qkv.lora_B", (40, 2)),
+              ("layers.1.self_attn.q_proj.lora_A", (0, 7)), ("layers.2.linear_attn.out_proj.lora_B", (5, 1)),
+              ("layers.3.mlp.down_proj.lora_A", (2, 30)))
+    for name, index in probes:
+        values = []
+        for sign in (1.0, -1.0):
+            shifted = dict(adapted)
+            shifted[name] = adapted[name].clone()
+            shifted[name][index] += sign * step
+            with torch.no_grad():
+                total, count = loss_sum(cfg, shifted, examples)
+            values.append(float(total) / count)
+        numeric = (values[0] - values[1]) / (2 * step)
+        analytic = float(chunked[name][index])
+        error = abs(numeric - analytic) / max(abs(analytic), 1e-3)
+        if not math.isfinite(error) or error > finite_difference_tolerance:
+            raise AssertionError(f"d loss / d {name}{list(index)}: autograd {analytic}, finite differences {numeric}")
+        worst = max(worst, error)
+    return forms, worst
+
+
 def _parse_tokens(text):
     return [int(t) for t in text.split(",") if t.strip()]
 
@@ -557,16 +686,31 @@ def main(argv):
     greedy_parser.add_argument("--tokens", required=True)
     greedy_parser.add_argument("--max-tokens", type=int, default=32)
     greedy_parser.add_argument("--adapter", help="PEFT LoRA adapter directory")
-    sub.add_parser("self-check", help="chunked vs recurrent delta rule in float64")
+    grad_parser = sub.add_parser("grad", help="write the loss and every LoRA gradient as F32 safetensors")
+    grad_parser.add_argument("--model", required=True)
+    grad_parser.add_argument("--adapter", required=True, help="PEFT LoRA adapter directory")
+    grad_parser.add_argument("--data", required=True, help='JSONL: {"input_ids": [...]} or {"input_ids", "labels"} per line')
+    grad_parser.add_argument("--out", required=True)
+    grad_parser.add_argument("--recurrent", action="store_true")
+    sub.add_parser("self-check", help="chunked vs recurrent delta rule, LoRA gradients vs finite differences, in float64")
     args = parser.parse_args(argv)
     if args.command == "self-check":
         print(f"delta rule: chunked == recurrent, max abs difference {self_check():.3g}")
         print(f"model: recurrent, cached and gradients == chunked, relative L2 difference {self_check_model():.3g}")
+        forms, finite = self_check_lora_gradients()
+        print(f"LoRA gradients: recurrent == chunked, relative L2 difference {forms:.3g}; "
+              f"finite differences, worst relative error {finite:.3g}")
         return 0
     cfg, weights = load_model(args.model)
     if args.adapter:
         weights = with_adapter(weights, args.adapter)
-    if args.command == "logits":
+    if args.command == "grad":
+        keys = adapter_factor_keys(args.adapter)
+        loss, gradients = lora_loss_and_gradients(cfg, weights, read_examples(args.data), sorted(keys), args.recurrent)
+        outputs = {keys[name]: gradient for name, gradient in gradients.items()}
+        outputs["loss"] = torch.tensor([loss])
+        write_safetensors(args.out, outputs)
+    elif args.command == "logits":
         with torch.no_grad():
             logits = forward(cfg, weights, _parse_tokens(args.tokens), recurrent=args.recurrent)
         write_safetensors(args.out, {"logits": logits})
