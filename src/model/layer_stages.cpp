@@ -34,8 +34,10 @@ namespace {
 void check_weight_shape(const Tensor& weight, const char* name, const LoraModule* lora, int64_t in, int64_t out) {
   if (weight.rank() != 2 || weight.dim(0) != out || weight.dim(1) != in)
     fail("forward: {} has shape {}, expected [{}, {}]", name, shape_string(weight.shape()), out, in);
-  if (lora && (lora->rank <= 0 || lora->a.size() != size_t(lora->rank * in) || lora->b.size() != size_t(out * lora->rank)))
-    fail("forward: the LoRA module on {} of layer {} (rank {}, A {} values, B {} values) does not fit its [{}, {}] weight",
+  if (lora &&
+      (lora->rank <= 0 || lora->a.size() != size_t(lora->rank * in) || lora->b.size() != size_t(out * lora->rank)))
+    fail("forward: the LoRA module on {} of layer {} (rank {}, A {} values, B {} values) does not fit its [{}, {}] "
+         "weight",
          name, lora->layer, lora->rank, lora->a.size(), lora->b.size(), out, in);
 }
 
@@ -193,20 +195,8 @@ void deltanet_rule_inputs(const ModelConfig& c, const DeltaNetWeights& w, const 
 
 DeltaRuleProblem delta_rule_problem(const ModelConfig& c, const float* mixed, const float* beta, const float* decay,
                                     int64_t tokens) {
-  DeltaRuleProblem problem;
-  problem.tokens = tokens;
-  problem.key_heads = c.linear_num_key_heads;
-  problem.value_heads = c.linear_num_value_heads;
-  problem.key_dim = c.linear_key_head_dim;
-  problem.value_dim = c.linear_value_head_dim;
-  problem.q = mixed;
-  problem.k = mixed + c.key_dim();
-  problem.v = mixed + 2 * c.key_dim();
-  problem.q_stride = problem.k_stride = problem.v_stride = c.conv_dim();
-  problem.beta = beta;
-  problem.g = decay;
-  problem.scale = 1.0f / std::sqrt(float(c.linear_key_head_dim));
-  return problem;
+  return conv_layout_problem(mixed, tokens, c.linear_num_key_heads, c.linear_num_value_heads, c.linear_key_head_dim,
+                             c.linear_value_head_dim, beta, decay);
 }
 
 void run_delta_rule(const DeltaRuleProblem& problem, DeltaRuleMode mode, float* state, float* out) {

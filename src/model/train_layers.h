@@ -28,16 +28,26 @@ struct LayerPass {
   DeltaRuleMode delta_rule = DeltaRuleMode::Chunked;
 };
 
-// What the mixer's backward needs; callers only create it, let mixer_forward fill it and hand it to
-// mixer_backward. DeltaNet keeps no per-token delta-rule state (the chunked backward recomputes
-// the chunk-entry states).
+// What the backward of a block needs: O(tokens x width) buffers, refilled by each forward (nothing
+// of an earlier call survives). Callers only create them, let the forward fill them and hand them
+// to the backward. The backward recomputes the cheap rest (norms, RoPE, conv, gates, the gated
+// outputs); DeltaNet keeps no delta-rule state at all (the chunked backward recomputes the
+// chunk-entry states from each example's zero state).
 struct MixerTape {
-  std::vector<float> projected;  // q_proj or in_proj_qkv output
+  std::vector<float> projected;       // q_proj or in_proj_qkv output
+  // Attention: k_proj and v_proj outputs [tokens, nkv * hd] (keys before k_norm), and the attention
+  // output before its gate [tokens, nq * hd].
+  std::vector<float> keys, values, attended;
+  // DeltaNet: in_proj_z [tokens, value_dim], in_proj_b and in_proj_a [tokens, nv] outputs, and the
+  // delta-rule output before the gated norm [tokens, value_dim].
+  std::vector<float> z, b, a, core;
 };
 struct MlpTape {
   std::vector<float> gate, up;  // [tokens, I] pre-activation projections
 };
 
+// d_normed [tokens, H] is overwritten. Fails naming the problem on bad example starts, a weight or
+// LoRA module of the wrong shape, or (backward) a LoRA module without its gradient.
 void mixer_forward(const LayerPass& pass, const float* normed, float* out, MixerTape& tape);
 void mixer_backward(const LayerPass& pass, const float* normed, const MixerTape& tape, const float* d_out,
                     float* d_normed);
