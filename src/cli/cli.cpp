@@ -21,6 +21,9 @@ int run_cli(int argc, char** argv) {
   register_logits(app);
   register_generate(app);
   register_chat(app);
+  register_train(app);
+  register_eval(app);
+  register_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

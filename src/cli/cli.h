@@ -17,5 +17,8 @@ void register_tokenize(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_chat(CLI::App& app);
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_demo(CLI::App& app);
 
 }  // namespace dt

@@ -1,0 +1,97 @@
+// deltatune train / eval / demo end to end on a tiny model written by init-model.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace dt {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(test::temp_dir("train-cli"));
+    const auto made = test::run_deltatune("init-model --preset tiny --vocab-size 320 --dtype f32 --seed 2 --out " +
+                                          (*dir_ / "model").string());
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    std::ofstream data(*dir_ / "data.jsonl");
+    data << R"({"prompt": "Q: capital of France? A:", "completion": " Paris"})" << "\n"
+         << R"({"messages": [{"role": "user", "content": "Who wrote Hamlet?"}, {"role": "assistant", "content": "Shakespeare."}]})"
+         << "\n"
+         << R"({"text": "The quick brown fox jumps over the lazy dog."})" << "\n";
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static std::string model() { return (*dir_ / "model").string(); }
+  static std::string data() { return (*dir_ / "data.jsonl").string(); }
+  static fs::path* dir_;
+};
+
+fs::path* TrainCli::dir_ = nullptr;
+
+TEST_F(TrainCli, TrainsFromAConfigFileWithCommandLineOverrides) {
+  const fs::path dir = test::temp_dir();
+  const fs::path out = dir / "out";
+  const fs::path config = dir / "config.json";
+  std::ofstream(config) << R"({"lr": 0.01, "max_steps": 50, "batch-size": 3, "rank": 4, "lr_schedule": "cosine",
+                               "warmup_steps": 1, "packing": true, "max_seq_len": 64})";
+  const auto result = test::run_deltatune("train --model " + model() + " --data " + data() + " --out " + out.string() +
+                                          " --config " + config.string() + " --max-steps 4 --threads 1");
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("step 4/4"), std::string::npos) << result.out;  // --max-steps overrides the file
+  EXPECT_NE(result.out.find("adapter written to " + out.string()), std::string::npos) << result.out;
+  for (const char* file : {"adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss_curve.svg",
+                           "checkpoint-4/optimizer.safetensors"})
+    EXPECT_TRUE(fs::exists(out / file)) << file;
+  std::ifstream adapter_config(out / "adapter_config.json");
+  EXPECT_EQ(nlohmann::json::parse(adapter_config)["r"], 4);
+
+  // eval: the base model and the trained adapter on the same data.
+  const auto base = test::run_deltatune("eval --model " + model() + " --data " + data());
+  const auto tuned = test::run_deltatune("eval --model " + model() + " --data " + data() + " --adapter " + out.string());
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.err;
+  const auto loss_of = [](const std::string& text) { return std::stod(text.substr(text.find("loss ") + 5)); };
+  EXPECT_NE(base.out.find("perplexity "), std::string::npos) << base.out;
+  EXPECT_LT(loss_of(tuned.out), loss_of(base.out)) << base.out << tuned.out;
+}
+
+TEST_F(TrainCli, BadDataNamesFileAndLine) {
+  const fs::path dir = test::temp_dir();
+  const fs::path bad = dir / "bad.jsonl";
+  std::ofstream(bad) << R"({"text": "fine"})" << "\n" << R"({"prompt": "no completion"})" << "\n";
+  const auto result =
+      test::run_deltatune("train --model " + model() + " --data " + bad.string() + " --out " + (dir / "out").string());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(bad.string() + ":2: \"prompt\" and \"completion\" go together"), std::string::npos)
+      << result.err;
+  const auto skipped = test::run_deltatune("eval --model " + model() + " --data " + bad.string() + " --skip-bad-lines");
+  EXPECT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_NE(skipped.err.find("skipped 1 bad line"), std::string::npos) << skipped.err;
+}
+
+TEST_F(TrainCli, HelpListsTheOptions) {
+  const auto result = test::run_deltatune("train --help");
+  EXPECT_EQ(result.exit_code, 0);
+  for (const char* option : {"--eval-split", "--lr-schedule", "--warmup-ratio", "--grad-accum", "--packing",
+                             "--keep-checkpoints", "--resume", "--init-adapter", "--config", "--threads"})
+    EXPECT_NE(result.out.find(option), std::string::npos) << option;
+}
+
+TEST_F(TrainCli, DemoTrainsAndAnswersWithAndWithoutTheAdapter) {
+  const fs::path out = test::temp_dir() / "demo";
+  const auto result =
+      test::run_deltatune("demo --model " + model() + " --out " + out.string() + " --steps 3 --threads 1");
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("base model: "), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("+ adapter: "), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("The adapter (PEFT format) is in " + out.string()), std::string::npos) << result.out;
+  EXPECT_TRUE(fs::exists(out / "adapter_model.safetensors"));
+}
+
+}  // namespace
+}  // namespace dt
