@@ -290,8 +290,9 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
   std::optional<LoraAdapter> adapter;
   int64_t start_step = 0;
   std::optional<AdamW> optimizer;
+  fs::path resumed_from;
   if (!options.resume.empty()) {
-    const fs::path checkpoint = find_checkpoint(options.resume);
+    const fs::path checkpoint = resumed_from = find_checkpoint(options.resume);
     const json state = read_json_file(checkpoint / kTrainerStateFile);
     std::vector<std::string> differences;
     for (const auto& [key, value] : settings.items())
@@ -328,6 +329,7 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
 
   TrainingResult result;
   result.total_steps = total_steps;
+  result.last_checkpoint = resumed_from;
   LoraGradients gradients(*adapter);
   const auto run_start = std::chrono::steady_clock::now();
   int64_t step = start_step;

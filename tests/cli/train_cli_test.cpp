@@ -1,6 +1,7 @@
 // deltatune train / eval / demo end to end on a tiny model written by init-model.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -40,13 +41,21 @@ TEST_F(TrainCli, TrainsFromAConfigFileWithCommandLineOverrides) {
   std::ofstream(config) << R"({"lr": 0.01, "max_steps": 50, "batch-size": 3, "rank": 4, "lr_schedule": "cosine",
                                "warmup_steps": 1, "packing": true, "max_seq_len": 64})";
   const auto result = test::run_deltatune("train --model " + model() + " --data " + data() + " --out " + out.string() +
-                                          " --config " + config.string() + " --max-steps 4 --threads 1");
+                                          " --config " + config.string() + " --max-steps 4 --threads 1 --eval-split 0.34 --eval-every 2");
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   EXPECT_NE(result.out.find("step 4/4"), std::string::npos) << result.out;  // --max-steps overrides the file
   EXPECT_NE(result.out.find("adapter written to " + out.string()), std::string::npos) << result.out;
   for (const char* file : {"adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss_curve.svg",
                            "checkpoint-4/optimizer.safetensors"})
     EXPECT_TRUE(fs::exists(out / file)) << file;
+  std::ifstream metrics(out / "metrics.jsonl");
+  std::string line;
+  for (int step = 1; std::getline(metrics, line); ++step) {
+    const auto json = nlohmann::json::parse(line);
+    EXPECT_EQ(json["step"], step);
+    EXPECT_EQ(json.contains("eval_loss"), step % 2 == 0) << line;
+    if (step % 2 == 0) EXPECT_NEAR(json["eval_perplexity"].get<double>(), std::exp(json["eval_loss"].get<double>()), 1e-9);
+  }
   std::ifstream adapter_config(out / "adapter_config.json");
   EXPECT_EQ(nlohmann::json::parse(adapter_config)["r"], 4);
 
@@ -72,6 +81,25 @@ TEST_F(TrainCli, BadDataNamesFileAndLine) {
   const auto skipped = test::run_deltatune("eval --model " + model() + " --data " + bad.string() + " --skip-bad-lines");
   EXPECT_EQ(skipped.exit_code, 0) << skipped.err;
   EXPECT_NE(skipped.err.find("skipped 1 bad line"), std::string::npos) << skipped.err;
+}
+
+TEST_F(TrainCli, CtrlCSavesACheckpointThatResumeChecksAgainstTheRun) {
+  const fs::path out = test::temp_dir() / "out";
+  const std::string command = "train --model " + model() + " --data " + data() + " --out " + out.string() +
+                              " --threads 1 --lr-schedule constant --max-steps ";
+  // SIGINT after 3 s of a run far too long to finish.
+  const auto interrupted = test::run_command("timeout --preserve-status -s INT 3 " + test::binary().string() + " " + command + "1000000");
+  ASSERT_EQ(interrupted.exit_code, 0) << interrupted.out << interrupted.err;
+  EXPECT_NE(interrupted.out.find("interrupted at step "), std::string::npos) << interrupted.out;
+  EXPECT_NE(interrupted.out.find("continue with --resume " + out.string()), std::string::npos) << interrupted.out;
+  bool saved = false;
+  for (const auto& entry : fs::directory_iterator(out))
+    saved |= entry.path().filename().string().rfind("checkpoint-", 0) == 0 && fs::exists(entry.path() / "trainer_state.json");
+  EXPECT_TRUE(saved);
+  // Resuming with other settings (here the step count) is refused, naming them.
+  const auto refused = test::run_deltatune(command + "5 --resume " + out.string());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("total_steps (checkpoint 1000000, now 5)"), std::string::npos) << refused.err;
 }
 
 TEST_F(TrainCli, HelpListsTheOptions) {

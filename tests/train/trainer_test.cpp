@@ -190,6 +190,21 @@ TEST(Trainer, InterruptedAndResumedRunRepeatsTheLossesBitwise) {
   }
 }
 
+TEST(Trainer, InitAdapterContinuesFromAnAdapter) {
+  const fs::path dir = test::temp_dir();
+  TrainingOptions options = small_run(dir);
+  options.max_steps = 3;
+  const auto fresh = losses(train(fixture().weights, fixture().tokenizer, options));
+  options.init_adapter = options.out;
+  options.out = dir / "continued";
+  options.max_steps = 1;
+  const auto continued = losses(train(fixture().weights, fixture().tokenizer, options));
+  // Its first loss is the loss of the adapter after the first run's three updates.
+  EXPECT_LT(continued.at(0), fresh.at(2));
+  const LoraAdapter adapter = load_adapter(options.out, fixture().weights.config);
+  EXPECT_EQ(adapter.settings().r, 8);
+}
+
 TEST(Trainer, KeepsOnlyTheNewestCheckpoints) {
   TrainingOptions options = small_run(test::temp_dir());
   options.max_steps = 4;
