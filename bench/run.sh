@@ -42,7 +42,8 @@ run_logged() {
 }
 part_enabled() { [[ ,$PARTS, == *,$1,* ]]; }
 run_reference() { [[ ${BENCH_SKIP_REFERENCE:-0} != 1 ]]; }
-# make_data LINES TOKENS FILE: JSONL of random input_ids below the model's vocabulary (seeded).
+# make_data LINES TOKENS FILE: JSONL of random input_ids below the model's vocabulary (seeded), labels
+# the same (loss at every position).
 make_data() {
   "$PYTHON" - "$1" "$2" "$3" "$MODEL/config.json" <<'EOF'
 import json, random, sys
@@ -51,7 +52,8 @@ vocab = config.get("text_config", config)["vocab_size"]
 random.seed(0)
 with open(path, "w") as f:
     for _ in range(lines):
-        f.write(json.dumps({"input_ids": [random.randrange(vocab) for _ in range(tokens)]}) + "\n")
+        ids = [random.randrange(vocab) for _ in range(tokens)]
+        f.write(json.dumps({"input_ids": ids, "labels": ids}) + "\n")
 EOF
 }
 
@@ -103,7 +105,7 @@ fi
 
 if part_enabled train; then
   TRAIN_ARGS=(--model "$MODEL" --data "$WORK/train.jsonl" --out "$WORK/train" --rank 16 --alpha 32
-              --targets all-linear --max-steps "$TRAIN_STEPS" --batch-size 1 --save-every 0)
+              --targets all-linear --max-steps "$TRAIN_STEPS" --batch-size 1 --threads "$THREADS")
   # (`deltatune train --help` exits 0 with the main help when there is no such command)
   if ! "$BIN" --help | grep -qE '^ +train +'; then
     REPORT_ARGS+=(--train-skipped "this deltatune has no train command")
