@@ -5,13 +5,12 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "cli/generation_options.h"
-#include "core/error.h"
+#include "io/mapped_file.h"
 #include "lora/adapter_io.h"
 #include "model/generation.h"
 #include "model/random_model.h"
@@ -73,16 +72,14 @@ void run_demo(const DemoCommand& command) {
 
   std::filesystem::create_directories(command.out);
   const std::filesystem::path data = std::filesystem::path(command.out) / "demo_data.jsonl";
-  {
-    std::ofstream stream(data);
-    for (const QuestionAnswer& pair : kDemoData)
-      stream << nlohmann::json{{"messages",
-                                {{{"role", "user"}, {"content", pair.question}},
-                                 {{"role", "assistant"}, {"content", pair.answer}}}}}
-                    .dump()
-             << "\n";
-    if (!stream.flush()) fail("cannot write {}", data.string());
-  }
+  std::string lines;
+  for (const QuestionAnswer& pair : kDemoData)
+    lines += nlohmann::json{{"messages",
+                             {{{"role", "user"}, {"content", pair.question}},
+                              {{"role", "assistant"}, {"content", pair.answer}}}}}
+                 .dump() +
+             "\n";
+  write_file_atomic(data, lines);
 
   TrainingOptions options;
   options.data = data;

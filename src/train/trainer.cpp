@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/mapped_file.h"
 #include "lora/adapter_io.h"
 #include "train/loss_curve.h"
 
@@ -58,19 +59,11 @@ std::map<int64_t, fs::path> finished_checkpoints(const fs::path& out) {
 }
 
 json read_json_file(const fs::path& path) {
-  std::ifstream stream(path, std::ios::binary);
-  if (!stream) fail("cannot open {}", path.string());
   try {
-    return json::parse(stream);
+    return json::parse(read_text_file(path));
   } catch (const json::exception& error) {
     fail("{}: not valid JSON ({})", path.string(), error.what());
   }
-}
-
-void write_text_file(const fs::path& path, const std::string& text) {
-  std::ofstream stream(path, std::ios::binary | std::ios::trunc);
-  stream << text;
-  if (!stream.flush()) fail("cannot write {}", path.string());
 }
 
 // FNV-1a over every token and label, so a resume can tell that the data changed.
@@ -152,7 +145,7 @@ void save_checkpoint(const fs::path& out, int64_t step, int64_t epoch, const jso
   // The data order is a function of (seed, epoch), so the position and RNG state are the step.
   const json state{{"step", step}, {"epoch", epoch}, {"rng", {{"seed", settings["seed"]}, {"epoch", epoch}}},
                    {"settings", settings}};
-  write_text_file(temporary / kTrainerStateFile, state.dump(2) + "\n");
+  write_file_atomic(temporary / kTrainerStateFile, state.dump(2) + "\n");
   // An older checkpoint of the same step (from a run this one resumed before) is replaced whole.
   if (fs::exists(final_dir)) {
     const fs::path stale = out / fmt::format("{}{}.old", kCheckpointPrefix, step);
@@ -207,7 +200,7 @@ void write_loss_curve(const fs::path& out) {
     if (line.contains("eval_loss") && line["eval_loss"].is_number())
       eval.push_back({step, line["eval_loss"].get<double>()});
   }
-  write_text_file(out / kLossCurveFile, loss_curve_svg(train, eval));
+  write_file_atomic(out / kLossCurveFile, loss_curve_svg(train, eval));
 }
 
 }  // namespace
@@ -318,7 +311,7 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
   {
     std::string text;
     for (const json& line : metrics) text += line.dump() + "\n";
-    write_text_file(options.out / kMetricsFile, text);
+    write_file_atomic(options.out / kMetricsFile, text);
   }
   std::ofstream metrics_stream(options.out / kMetricsFile, std::ios::app);
 
