@@ -287,19 +287,22 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
   if (!options.resume.empty()) {
     const fs::path checkpoint = resumed_from = find_checkpoint(options.resume);
     const json state = read_json_file(checkpoint / kTrainerStateFile);
+    if (!state.is_object() || !state.contains("step") || !state["step"].is_number_unsigned() ||
+        !state.contains("settings") || !state["settings"].is_object())
+      fail("{}: expected an object with \"step\" (a count) and \"settings\"", (checkpoint / kTrainerStateFile).string());
+    const json& saved = state["settings"];
     std::vector<std::string> differences;
     for (const auto& [key, value] : settings.items())
-      if (!state["settings"].contains(key) || state["settings"][key] != value)
+      if (!saved.contains(key) || saved[key] != value)
         differences.push_back(fmt::format("{} (checkpoint {}, now {})", key,
-                                          state["settings"].contains(key) ? state["settings"][key].dump() : "absent",
-                                          value.dump()));
+                                          saved.contains(key) ? saved[key].dump() : "absent", value.dump()));
     if (!differences.empty())
       fail("--resume {}: the run differs from the checkpoint's, so it would not continue it: {}", checkpoint.string(),
            fmt::join(differences, "; "));
     adapter = load_adapter(checkpoint, weights.config);
     optimizer.emplace(*adapter, options.adamw);
     optimizer->load(checkpoint / kOptimizerFile, *adapter, weights.prefix);
-    start_step = state.at("step").get<int64_t>();
+    start_step = state["step"].get<int64_t>();
     say(fmt::format("resuming from {} at step {}", checkpoint.string(), start_step));
   } else {
     adapter = options.init_adapter.empty() ? init_adapter(weights.config, options.adapter)
