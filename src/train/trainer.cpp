@@ -138,12 +138,20 @@ void save_checkpoint(const fs::path& out, int64_t step, int64_t epoch, const jso
                      const AdamW& optimizer, StackPrefix prefix, int64_t keep) {
   const fs::path final_dir = out / fmt::format("{}{}", kCheckpointPrefix, step);
   const fs::path temporary = out / fmt::format("{}{}.tmp", kCheckpointPrefix, step);
-  fs::remove_all(temporary);
+  // Temporary directories left by saves that were killed midway.
+  std::vector<fs::path> leftovers;
+  for (const auto& entry : fs::directory_iterator(out))
+    if (entry.path().filename().string().rfind(kCheckpointPrefix, 0) == 0 && entry.path().extension() == ".tmp")
+      leftovers.push_back(entry.path());
+  for (const fs::path& leftover : leftovers) fs::remove_all(leftover);
   fs::create_directories(temporary);
   save_adapter(adapter, temporary, prefix);
   optimizer.save(temporary / kOptimizerFile, adapter, prefix);
   // The data order is a function of (seed, epoch), so the position and RNG state are the step.
-  const json state{{"step", step}, {"epoch", epoch}, {"rng", {{"seed", settings["seed"]}, {"epoch", epoch}}},
+  const json state{{"step", step},
+                   {"epoch", epoch},
+                   {"rng", {{"seed", settings["seed"]}, {"epoch", epoch}}},
+                   {"threads", omp_get_max_threads()},
                    {"settings", settings}};
   write_file_atomic(temporary / kTrainerStateFile, state.dump(2) + "\n");
   // An older checkpoint of the same step (from a run this one resumed before) is replaced whole.
@@ -304,6 +312,10 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
     optimizer->load(checkpoint / kOptimizerFile, *adapter, weights.prefix);
     start_step = state["step"].get<int64_t>();
     say(fmt::format("resuming from {} at step {}", checkpoint.string(), start_step));
+    if (state.contains("threads") && state["threads"] != omp_get_max_threads())
+      say(fmt::format("warning: the checkpoint was written with {} threads and this run has {}; the losses match the "
+                      "uninterrupted run's bitwise only with the same --threads",
+                      state["threads"].dump(), omp_get_max_threads()));
   } else {
     adapter = options.init_adapter.empty() ? init_adapter(weights.config, options.adapter)
                                            : load_adapter(options.init_adapter, weights.config);

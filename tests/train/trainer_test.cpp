@@ -172,6 +172,7 @@ TEST(Trainer, InterruptedAndResumedRunRepeatsTheLossesBitwise) {
     EXPECT_EQ(resumed_adapter.modules()[m]->a, final_adapter.modules()[m]->a);
     EXPECT_EQ(resumed_adapter.modules()[m]->b, final_adapter.modules()[m]->b);
   }
+  EXPECT_FALSE(fs::exists(options.out / "checkpoint-5.tmp"));  // cleared by the next save
   // metrics.jsonl holds each step once.
   std::ifstream metrics(options.out / "metrics.jsonl");
   std::string line;
