@@ -23,12 +23,13 @@ using test::all_close;
 
 // Asymmetric everywhere: nq 4 / nkv 2, nk 2 / nv 6, dk 8 / dv 12, head_dim 16 with 4 rotary lanes;
 // layer 0 is Gated DeltaNet, layer 1 full attention. Small so that finite differences are cheap.
-ModelConfig layer_config() {
+ModelConfig layer_config(bool output_gate) {
   return apply_config_overrides(
       model_preset("tiny", 256),
       {"hidden_size=32", "intermediate_size=48", "num_hidden_layers=2", "layer_types=linear_attention,full_attention",
        "num_attention_heads=4", "num_key_value_heads=2", "head_dim=16", "linear_num_key_heads=2",
-       "linear_num_value_heads=6", "linear_key_head_dim=8", "linear_value_head_dim=12"});
+       "linear_num_value_heads=6", "linear_key_head_dim=8", "linear_value_head_dim=12",
+       output_gate ? "attn_output_gate=true" : "attn_output_gate=false"});
 }
 
 constexpr int kDeltaNetLayer = 0, kAttentionLayer = 1;
@@ -88,14 +89,16 @@ LoraAdapter layer_adapter(const ModelConfig& config) {
 }
 
 struct Fixture {
-  ModelConfig config = layer_config();
+  explicit Fixture(bool output_gate) : config(layer_config(output_gate)) {}
+  ModelConfig config;
   ModelWeights weights = layer_weights(config);
   LoraAdapter adapter = layer_adapter(config);
 };
 
-const Fixture& fixture() {
-  static const Fixture instance;
-  return instance;
+// The model with the attention output gate, or without (q_proj then holds only the queries).
+const Fixture& fixture(bool output_gate = true) {
+  static const Fixture gated(true), ungated(false);
+  return output_gate ? gated : ungated;
 }
 
 enum class Block { Mixer, Mlp };
@@ -190,9 +193,10 @@ class SingleThreaded {
 
 // Finite differences of every LoRA factor of the block (each array on its own) and of the block
 // input, through a private copy of the adapter that the checker perturbs.
-void expect_block_gradients(int layer, Block block, std::vector<int64_t> starts, int64_t tokens, double tolerance) {
+void expect_block_gradients(int layer, Block block, std::vector<int64_t> starts, int64_t tokens, double tolerance,
+                            bool output_gate = true) {
   const SingleThreaded single_threaded;
-  const Fixture& f = fixture();
+  const Fixture& f = fixture(output_gate);
   LoraAdapter adapter = f.adapter;
   BlockRun run(f, layer, block, &adapter, std::move(starts), tokens);
   run.backward();
@@ -220,6 +224,9 @@ TEST(LayerBackward, DeltaNetMixerOfPackedExamplesMatchesFiniteDifferences) {
 }
 TEST(LayerBackward, AttentionMixerOfPackedExamplesMatchesFiniteDifferences) {
   expect_block_gradients(kAttentionLayer, Block::Mixer, {0, 70}, 130, kFiniteDifferenceTolerance);
+}
+TEST(LayerBackward, UngatedAttentionMixerMatchesFiniteDifferences) {
+  expect_block_gradients(kAttentionLayer, Block::Mixer, {0, 70}, 130, kFiniteDifferenceTolerance, false);
 }
 TEST(LayerBackward, MlpMatchesFiniteDifferences) {
   expect_block_gradients(kAttentionLayer, Block::Mlp, {0, 70}, 130, kFiniteDifferenceTolerance);
