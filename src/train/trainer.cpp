@@ -109,7 +109,10 @@ class StepSchedule {
   StepSchedule(const std::vector<TokenExample>& examples, const BatchPlanOptions& options, uint64_t seed)
       : examples_(examples), options_(options), seed_(seed) {}
 
-  int64_t steps_in_epoch(int64_t epoch) { return int64_t(plan(epoch).size()); }
+  int64_t steps_in_epoch(int64_t epoch) {
+    while (int64_t(step_counts_.size()) <= epoch) step_counts_.push_back(int64_t(plan(int64_t(step_counts_.size())).size()));
+    return step_counts_[size_t(epoch)];
+  }
 
   // The step after `completed` steps, and its epoch.
   std::pair<const StepPlan*, int64_t> at(int64_t completed) {
@@ -130,6 +133,7 @@ class StepSchedule {
   const std::vector<TokenExample>& examples_;
   BatchPlanOptions options_;
   uint64_t seed_;
+  std::vector<int64_t> step_counts_;  // per epoch, as far as asked
   int64_t cached_epoch_ = -1;
   std::vector<StepPlan> cached_;
 };
