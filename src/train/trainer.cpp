@@ -277,6 +277,7 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
   } else if (options.eval_split > 0) {
     eval_examples = split_off_eval(dataset, options.eval_split, options.seed);
   }
+  if (options.eval_every > 0 && eval_examples.empty()) fail("--eval-every needs --eval-data or --eval-split");
   const std::vector<TokenExample>& examples = dataset.examples;
 
   BatchPlanOptions batching = options.batching;
