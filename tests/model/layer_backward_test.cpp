@@ -172,7 +172,9 @@ test::GradcheckOptions gradcheck_options() {
   options.steps = {3e-2, 1e-2, 3e-3, 1e-3};
   return options;
 }
-constexpr double kFiniteDifferenceTolerance = 2e-2;
+// The worst entries (gradients near 5e-3, e.g. k_proj's B) reach 1-2% from that round-off; wrong
+// terms (a RoPE position off by one, a gate gradient routed to the wrong projection) give 25% and more.
+constexpr double kFiniteDifferenceTolerance = 3e-2;
 
 // The finite differences run thousands of tiny forwards, where thread start-up costs more than the
 // work (10x slower on a loaded machine): one thread while the guard lives.
