@@ -24,6 +24,7 @@ int run_cli(int argc, char** argv) {
   register_train(app);
   register_eval(app);
   register_demo(app);
+  register_grad(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -20,5 +20,6 @@ void register_chat(CLI::App& app);
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_grad(CLI::App& app);
 
 }  // namespace dt
