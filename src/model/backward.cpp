@@ -40,8 +40,8 @@ void check_batch(const ModelConfig& config, const PackedBatch& batch, const char
     fail("{}: the batch's first example must start at position 0", context);
   for (size_t i = 1; i < batch.example_starts.size(); ++i)
     if (batch.example_starts[i] <= batch.example_starts[i - 1] || batch.example_starts[i] >= T)
-      fail("{}: example {} starts at {}, after {} and before the end {} expected", context, i,
-           batch.example_starts[i], batch.example_starts[i - 1], T);
+      fail("{}: example {} starts at {} after example {} at {}; starts must increase and stay below the {} tokens",
+           context, i, batch.example_starts[i], i - 1, batch.example_starts[i - 1], T);
   for (int64_t t = 0; t < T; ++t) {
     const int32_t token = batch.tokens[size_t(t)], target = batch.targets[size_t(t)];
     if (token < 0 || token >= vocab)

@@ -284,6 +284,9 @@ TEST(ModelBackward, BadInputsAreRefusedNamingTheProblem) {
   expect_failure([&] { accumulate_lora_gradients(model(), adapter, bad_token, 1.0f, gradients); },
                  "token id 256 at position 4 is outside the vocabulary [0, 256)");
   expect_failure([&] { batch_loss(model(), nullptr, bad_token); }, "token id 256 at position 4");
+  PackedBatch bad_starts = pack({example(10, 256, 1), example(5, 256, 2)});
+  bad_starts.example_starts.push_back(10);
+  expect_failure([&] { batch_loss(model(), nullptr, bad_starts); }, "example 2 starts at 10 after example 1 at 10");
   PackedBatch bad_target = pack({example(10, 256, 1)});
   bad_target.targets[2] = 300;
   expect_failure([&] { accumulate_lora_gradients(model(), adapter, bad_target, 1.0f, gradients); },
