@@ -42,13 +42,17 @@ run_logged() {
 }
 part_enabled() { [[ ,$PARTS, == *,$1,* ]]; }
 run_reference() { [[ ${BENCH_SKIP_REFERENCE:-0} != 1 ]]; }
-# make_data LINES TOKENS FILE: JSONL of random input_ids below the model's vocabulary (seeded), labels
-# the same (loss at every position).
+# make_data LINES TOKENS FILE: JSONL of random input_ids (seeded), labels the same (loss at every
+# position). Ids stay below both the embedding's rows and the tokenizer's ids (`deltatune train` checks
+# the latter; a random model's tokenizer is smaller than the 0.8B embedding).
 make_data() {
-  "$PYTHON" - "$1" "$2" "$3" "$MODEL/config.json" <<'EOF'
-import json, random, sys
-lines, tokens, path, config = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.load(open(sys.argv[4]))
-vocab = config.get("text_config", config)["vocab_size"]
+  "$PYTHON" - "$1" "$2" "$3" "$MODEL" <<'EOF'
+import json, os, random, sys
+lines, tokens, path, model = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+config = json.load(open(os.path.join(model, "config.json")))
+tokenizer = json.load(open(os.path.join(model, "tokenizer.json")))
+tokenizer_ids = max(list(tokenizer["model"]["vocab"].values()) + [t["id"] for t in tokenizer["added_tokens"]]) + 1
+vocab = min(config.get("text_config", config)["vocab_size"], tokenizer_ids)
 random.seed(0)
 with open(path, "w") as f:
     for _ in range(lines):
