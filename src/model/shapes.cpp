@@ -79,12 +79,12 @@ std::string_view stack_prefix_string(StackPrefix prefix) {
 std::vector<WeightSpec> weight_specs(const ModelConfig& c, StackPrefix prefix, bool include_lm_head) {
   const std::string stack(stack_prefix_string(prefix));
   std::vector<WeightSpec> specs;
-  specs.push_back({stack + "embed_tokens.weight", {c.vocab_size, c.hidden_size}, WeightRole::Embedding});
+  specs.push_back({stack + "embed_tokens.weight", {c.vocab_size, c.hidden_size}, WeightRole::Embedding, -1, std::nullopt});
   for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
     const LayerType type = c.layer_types.at(size_t(layer));
     const std::string base = fmt::format("{}layers.{}.", stack, layer);
     auto add = [&](std::string suffix, Shape shape, WeightRole role) {
-      specs.push_back({base + suffix, std::move(shape), role, layer});
+      specs.push_back({base + suffix, std::move(shape), role, layer, std::nullopt});
     };
     auto add_linear = [&](LinearKind kind) {
       const LinearShape shape = linear_shape(c, kind);
@@ -109,8 +109,8 @@ std::vector<WeightSpec> weight_specs(const ModelConfig& c, StackPrefix prefix, b
     add("post_attention_layernorm.weight", {c.hidden_size}, WeightRole::PostAttentionNorm);
     for (LinearKind kind : {LinearKind::MlpGate, LinearKind::MlpUp, LinearKind::MlpDown}) add_linear(kind);
   }
-  specs.push_back({stack + "norm.weight", {c.hidden_size}, WeightRole::FinalNorm});
-  if (include_lm_head) specs.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}, WeightRole::LmHead});
+  specs.push_back({stack + "norm.weight", {c.hidden_size}, WeightRole::FinalNorm, -1, std::nullopt});
+  if (include_lm_head) specs.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}, WeightRole::LmHead, -1, std::nullopt});
   return specs;
 }
 

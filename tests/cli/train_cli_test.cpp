@@ -54,7 +54,9 @@ TEST_F(TrainCli, TrainsFromAConfigFileWithCommandLineOverrides) {
     const auto json = nlohmann::json::parse(line);
     EXPECT_EQ(json["step"], step);
     EXPECT_EQ(json.contains("eval_loss"), step % 2 == 0) << line;
-    if (step % 2 == 0) EXPECT_NEAR(json["eval_perplexity"].get<double>(), std::exp(json["eval_loss"].get<double>()), 1e-9);
+    if (step % 2 == 0) {
+      EXPECT_NEAR(json["eval_perplexity"].get<double>(), std::exp(json["eval_loss"].get<double>()), 1e-9);
+    }
   }
   std::ifstream adapter_config(out / "adapter_config.json");
   EXPECT_EQ(nlohmann::json::parse(adapter_config)["r"], 4);

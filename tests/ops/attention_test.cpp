@@ -1,5 +1,6 @@
 #include "ops/attention.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "ops/numeric_test_util.h"
@@ -44,8 +45,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
                                            AttentionCase{70, 0}, AttentionCase{70, 11},
                                            AttentionCase{300, 2}),
                          [](const auto& info) {
-                           return "T" + std::to_string(info.param.tokens) + "_past" +
-                                  std::to_string(info.param.past);
+                           return fmt::format("T{}_past{}", info.param.tokens, info.param.past);
                          });
 
 // Every value of kv head j equals j + 1, so each query head's output is the id + 1 of the kv head
