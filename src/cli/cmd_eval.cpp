@@ -23,7 +23,7 @@ void run_eval(const EvalCommand& command) {
   if (command.threads > 0) set_thread_count(command.threads);
   const ModelWeights weights = load_model(command.model);
   const Tokenizer tokenizer = Tokenizer::load(command.model);
-  const Dataset dataset = load_dataset(command.data, tokenizer, command.dataset);
+  const Dataset dataset = load_dataset(command.data, tokenizer, weights.config.vocab_size, command.dataset);
   for (const std::string& warning : dataset.warnings(command.dataset))
     fmt::print(stderr, "warning: {}: {}\n", command.data, warning);
   const std::optional<LoraAdapter> adapter = load_adapter_option(command.adapter, weights.config);

@@ -81,13 +81,6 @@ TokenExample chat_example(const json& object, const Tokenizer& tokenizer) {
   return example;
 }
 
-// A line in the pre-tokenised form: an object with input_ids and none of the text forms' keys.
-bool is_pretokenized(const std::string& line) {
-  const json object = json::parse(line, nullptr, false);
-  return object.is_object() && object.contains("input_ids") && !object.contains("text") &&
-         !object.contains("prompt") && !object.contains("completion") && !object.contains("messages");
-}
-
 }  // namespace
 
 int64_t predicted_target_count(const TokenExample& example) {
@@ -114,7 +107,8 @@ std::vector<std::string> Dataset::warnings(const DatasetOptions& options) const 
   return out;
 }
 
-TokenExample parse_text_example(const std::string& line, const Tokenizer& tokenizer, const DatasetOptions& options) {
+TokenExample parse_example(const std::string& line, const Tokenizer& tokenizer, int64_t vocab_size,
+                           const DatasetOptions& options) {
   json object;
   try {
     object = json::parse(line);
@@ -123,7 +117,11 @@ TokenExample parse_text_example(const std::string& line, const Tokenizer& tokeni
   }
   if (!object.is_object()) fail("expected a JSON object, got {}", object.type_name());
   TokenExample example;
-  if (object.contains("messages")) {
+  if (object.contains("input_ids")) {
+    for (const char* key : {"text", "prompt", "completion", "messages"})
+      if (object.contains(key)) fail("\"input_ids\" and \"{}\" are different forms; give one", key);
+    example = parse_token_example(object, vocab_size);
+  } else if (object.contains("messages")) {
     example = chat_example(object, tokenizer);
   } else if (object.contains("prompt") || object.contains("completion")) {
     if (!object.contains("prompt") || !object.contains("completion"))
@@ -137,11 +135,13 @@ TokenExample parse_text_example(const std::string& line, const Tokenizer& tokeni
          "{{\"input_ids\", \"labels\"}}");
   }
   if (example.input_ids.empty()) fail("the example has no tokens");
-  if (predicted_target_count(example) == 0) fail("the example has no token to train on (no assistant turn?)");
+  if (predicted_target_count(example) == 0)
+    fail("the example has no token to train on (no assistant turn, or every label after the first is -100)");
   return example;
 }
 
-Dataset load_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer, const DatasetOptions& options) {
+Dataset load_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer, int64_t vocab_size,
+                     const DatasetOptions& options) {
   std::ifstream stream(path, std::ios::binary);
   if (!stream) fail("cannot open the dataset {}", path.string());
   Dataset dataset;
@@ -156,17 +156,8 @@ Dataset load_dataset(const std::filesystem::path& path, const Tokenizer& tokeniz
   std::string line;
   for (int64_t number = 1; std::getline(stream, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    if (dataset.examples.empty() && dataset.skipped_lines == 0 && is_pretokenized(line)) {
-      for (TokenExample& example : read_token_examples(path, tokenizer.vocab_size())) {
-        if (predicted_target_count(example) == 0)
-          fail("{}:{}: the example has no token to train on (every label after the first is -100)", path.string(),
-               example.line);
-        add(std::move(example));
-      }
-      return dataset;
-    }
     try {
-      TokenExample example = parse_text_example(line, tokenizer, options);
+      TokenExample example = parse_example(line, tokenizer, vocab_size, options);
       example.line = number;
       add(std::move(example));
     } catch (const Error& error) {

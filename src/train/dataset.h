@@ -5,8 +5,8 @@
 //                                                   train_on_prompt)
 //   {"messages": [{"role": ..., "content": ...}]}   rendered with the chat template, loss on the
 //                                                   assistant turns (tokenize_chat_for_training)
-//   {"input_ids": [...], "labels": [...]}           pre-tokenised (read_token_examples), labels
-//                                                   optional; a file holds this form or the others
+//   {"input_ids": [...], "labels": [...]}           pre-tokenised (parse_token_example), labels
+//                                                   optional
 // Text and completions end with the tokenizer's end-of-turn token <|im_end|> when it has one, as
 // TRL appends eos_token. Labels follow the Hugging Face convention (unshifted, -100 ignored).
 #include <cstdint>
@@ -41,15 +41,17 @@ struct Dataset {
   std::vector<std::string> warnings(const DatasetOptions& options) const;
 };
 
-// One JSONL line of the text forms as an example (before truncation). Fails with the problem
-// (without file:line) when the line is not JSON, has none of the forms, has a field of the wrong
-// type, or would give no token to train on.
-TokenExample parse_text_example(const std::string& line, const Tokenizer& tokenizer, const DatasetOptions& options);
+// One JSONL line of any form as an example (before truncation). Fails with the problem (without
+// file:line) when the line is not JSON, has none of the forms, has a field of the wrong type or a
+// token id outside [0, vocab_size), or would give no token to train on.
+TokenExample parse_example(const std::string& line, const Tokenizer& tokenizer, int64_t vocab_size,
+                           const DatasetOptions& options);
 
 // Every non-blank line of `path`. A bad line fails naming "path:line: problem" unless
-// skip_bad_lines (a pre-tokenised file, recognised by its first line, is read whole by
-// read_token_examples, which fails on its first bad line); a file without any example fails.
-Dataset load_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer, const DatasetOptions& options);
+// skip_bad_lines; a file without any example fails. vocab_size is the model's (pre-tokenised ids
+// index its embedding).
+Dataset load_dataset(const std::filesystem::path& path, const Tokenizer& tokenizer, int64_t vocab_size,
+                     const DatasetOptions& options);
 
 // Splits off the last `fraction` of the examples (at least one, leaving at least one) after a
 // shuffle seeded by `seed`, for --eval-split. Returns the held-out examples.

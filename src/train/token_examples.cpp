@@ -39,6 +39,12 @@ TokenExample parse_line(const std::string& text, int64_t vocab_size) {
   } catch (const nlohmann::json::parse_error& error) {
     fail("not valid JSON ({})", error.what());
   }
+  return parse_token_example(object, vocab_size);
+}
+
+}  // namespace
+
+TokenExample parse_token_example(const nlohmann::json& object, int64_t vocab_size) {
   if (!object.is_object()) fail("expected a JSON object with \"input_ids\", got {}", object.type_name());
   if (!object.contains("input_ids")) fail("missing \"input_ids\"");
   TokenExample example;
@@ -49,8 +55,6 @@ TokenExample parse_line(const std::string& text, int64_t vocab_size) {
     fail("\"labels\" has {} entries but \"input_ids\" has {}", example.labels.size(), example.input_ids.size());
   return example;
 }
-
-}  // namespace
 
 std::vector<TokenExample> read_token_examples(const std::filesystem::path& path, int64_t vocab_size) {
   std::ifstream file(path);

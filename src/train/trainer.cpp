@@ -266,12 +266,12 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
   if (options.epochs < 1 && options.max_steps < 1) fail("--epochs or --max-steps must be positive");
 
   // Data.
-  Dataset dataset = load_dataset(options.data, tokenizer, options.dataset);
+  Dataset dataset = load_dataset(options.data, tokenizer, weights.config.vocab_size, options.dataset);
   for (const std::string& warning : dataset.warnings(options.dataset)) say("warning: " + options.data.string() + ": " + warning);
   std::vector<TokenExample> eval_examples;
   if (!options.eval_data.empty()) {
     if (options.eval_split > 0) fail("give --eval-data or --eval-split, not both");
-    Dataset eval = load_dataset(options.eval_data, tokenizer, options.dataset);
+    Dataset eval = load_dataset(options.eval_data, tokenizer, weights.config.vocab_size, options.dataset);
     for (const std::string& warning : eval.warnings(options.dataset)) say("warning: " + options.eval_data.string() + ": " + warning);
     eval_examples = std::move(eval.examples);
   } else if (options.eval_split > 0) {

@@ -1,9 +1,11 @@
 // JSONL training data: each form, its loss mask, truncation, bad lines and the eval split.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <set>
 
 #include "core/error.h"
+#include "model/config.h"
 #include "tokenizer/chat_template.h"
 #include "train/dataset.h"
 #include "train_fixtures.h"
@@ -16,8 +18,13 @@ const Tokenizer& tokenizer() {
   return instance;
 }
 
+int64_t vocab_size() {
+  static const int64_t size = load_config(test::tiny_train_model()).vocab_size;
+  return size;
+}
+
 Dataset load(const std::vector<std::string>& lines, const DatasetOptions& options = {}) {
-  return load_dataset(test::write_lines(test::temp_dir() / "data.jsonl", lines), tokenizer(), options);
+  return load_dataset(test::write_lines(test::temp_dir() / "data.jsonl", lines), tokenizer(), vocab_size(), options);
 }
 
 std::string load_error(const std::vector<std::string>& lines, const DatasetOptions& options = {}) {
@@ -116,11 +123,16 @@ TEST(Dataset, EachBadLineNamesFileLineAndProblem) {
     EXPECT_NE(message.find("data.jsonl:3: "), std::string::npos) << line << " -> " << message;
     EXPECT_NE(message.find(problem), std::string::npos) << line << " -> " << message;
   }
-  // Pre-tokenised files are checked by read_token_examples.
+  // Pre-tokenised lines: ids index the model's embedding, whatever the tokenizer's size.
   const std::string message = load_error({R"({"input_ids": [1, 2]})", R"({"input_ids": [1, 99999]})"});
-  EXPECT_NE(message.find("data.jsonl:2: \"input_ids\"[1] = 99999 is outside the vocabulary"), std::string::npos)
+  EXPECT_NE(message.find(fmt::format("data.jsonl:2: \"input_ids\"[1] = 99999 is outside the vocabulary [0, {})",
+                                     vocab_size())),
+            std::string::npos)
       << message;
+  EXPECT_EQ(load({fmt::format(R"({{"input_ids": [1, {}]}})", vocab_size() - 1)}).examples.size(), 1u);
   EXPECT_NE(load_error({R"({"input_ids": [1, 2], "labels": [1, -100]})"}).find("data.jsonl:1: the example has no token"),
+            std::string::npos);
+  EXPECT_NE(load_error({R"({"input_ids": [1, 2], "text": "x"})"}).find("data.jsonl:1: \"input_ids\" and \"text\""),
             std::string::npos);
 }
 
@@ -133,6 +145,10 @@ TEST(Dataset, SkipBadLinesCountsThem) {
   const auto warnings = dataset.warnings(options);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("skipped 2 bad lines (the first: "), std::string::npos) << warnings[0];
+  // Pre-tokenised lines are skipped the same way.
+  const Dataset tokens = load({R"({"input_ids": [1, 2]})", R"({"input_ids": [1, -5]})", R"({"input_ids": [3, 4]})"}, options);
+  EXPECT_EQ(tokens.examples.size(), 2u);
+  EXPECT_EQ(tokens.skipped_lines, 1);
   EXPECT_NE(warnings[0].find("data.jsonl:2: not valid JSON"), std::string::npos) << warnings[0];
   EXPECT_NE(load_error({"nonsense"}, options).find("no examples (1 bad lines skipped"), std::string::npos);
 }

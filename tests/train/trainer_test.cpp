@@ -106,7 +106,7 @@ TEST(Trainer, LossFallsAndTheAdapterAnswersTheMemorisedQuestions) {
 
 TEST(Trainer, FreshPeftAdapterEvaluatesLikeTheBaseModel) {
   const Fixture& f = fixture();
-  const Dataset dataset = load_dataset(chat_data(test::temp_dir() / "data.jsonl"), f.tokenizer, {});
+  const Dataset dataset = load_dataset(chat_data(test::temp_dir() / "data.jsonl"), f.tokenizer, f.weights.config.vocab_size, {});
   AdapterInitOptions init;
   init.kinds = parse_target_kinds("all-linear");
   init.seed = 4;
