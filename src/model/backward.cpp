@@ -67,14 +67,12 @@ struct LayerActivations {
 // Buffers shared by every layer of one call, [T, H] each.
 struct Scratch {
   std::vector<float> normed, block_out, d_normed, d_input;
-  std::vector<float> unused_norm_gradient;  // the frozen norm weights' gradient, computed by the op and dropped
 
   Scratch(int64_t tokens, int64_t hidden)
       : normed(size_t(tokens * hidden)),
         block_out(size_t(tokens * hidden)),
         d_normed(size_t(tokens * hidden)),
-        d_input(size_t(tokens * hidden)),
-        unused_norm_gradient(size_t(hidden)) {}
+        d_input(size_t(tokens * hidden)) {}
 };
 
 // One training run over a batch: the forward keeps the residual stream entering every layer (all
@@ -175,7 +173,7 @@ class ModelRun {
   // gradient is in d_normed) adds to it.
   void add_norm_backward(const float* pre_norm, const Tensor& norm) {
     rms_norm_zero_centred_backward(pre_norm, scratch_.d_normed.data(), tokens_, hidden_, norm.f32(), eps_,
-                                   scratch_.d_input.data(), scratch_.unused_norm_gradient.data());
+                                   scratch_.d_input.data(), nullptr);
     add_into(d_hidden_.data(), scratch_.d_input.data(), tokens_ * hidden_);
   }
 

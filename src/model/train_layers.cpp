@@ -139,13 +139,12 @@ void attention_backward(const LayerPass& pass, const float* normed, const MixerT
     apply_rope_backward(d_keys.data() + first * kv_width, count, nkv, hd, c.rotary_dim(), c.rope_theta, 0);
   });
 
-  // q_norm and k_norm (their weights are frozen: the weight gradient is dropped).
+  // q_norm and k_norm (their weights are frozen: no weight gradient).
   const float eps = float(c.rms_norm_eps);
-  std::vector<float> unused_norm_gradient = zeros(hd);
   rms_norm_zero_centred_backward(in.raw_queries.data(), d_queries.data(), T * nq, hd, f32_of(w.q_norm, "q_norm", hd),
-                                 eps, d_queries.data(), unused_norm_gradient.data());
+                                 eps, d_queries.data(), nullptr);
   rms_norm_zero_centred_backward(tape.keys.data(), d_keys.data(), T * nkv, hd, f32_of(w.k_norm, "k_norm", hd), eps,
-                                 d_keys.data(), unused_norm_gradient.data());
+                                 d_keys.data(), nullptr);
 
   std::vector<float> d_projected(tape.projected.size());
   merge_query_gate(c, d_queries.data(), d_gate.data(), T, d_projected.data());
@@ -235,10 +234,9 @@ void deltanet_backward(const LayerPass& pass, const float* normed, const MixerTa
   std::vector<float> normed_core(size_t(T * value_dim)), d_core(size_t(T * value_dim)), dz(size_t(T * value_dim));
   gated_core_norm(c, w, tape.core.data(), tape.z.data(), T, normed_core.data());
   linear_backward(pass, w.out_proj, "out_proj", LinearKind::GdnOut, normed_core.data(), d_out, d_core.data(), false);
-  std::vector<float> unused_norm_gradient = zeros(dv);
   gated_rms_norm_backward(tape.core.data(), tape.z.data(), d_core.data(), T * nv, dv,
                           f32_of(w.norm, "linear_attn.norm", dv), float(c.rms_norm_eps), d_core.data(), dz.data(),
-                          unused_norm_gradient.data());
+                          nullptr);
 
   // The delta rule of each example from its zero state.
   std::vector<float> d_mixed(size_t(T * conv_dim)), d_beta(size_t(T * nv)), d_decay(size_t(T * nv));
@@ -266,19 +264,19 @@ void deltanet_backward(const LayerPass& pass, const float* normed, const MixerTa
     l2_normalize_backward(in.conv_out.data() + t * conv_dim, d_mixed.data() + t * conv_dim,
                           2 * c.linear_num_key_heads, c.linear_key_head_dim, kL2NormEps,
                           d_mixed.data() + t * conv_dim);
-  std::vector<float> d_projected(size_t(T * conv_dim)), unused_conv_gradient(size_t(conv_dim * Kc));
+  std::vector<float> d_projected(size_t(T * conv_dim));
   const float* conv_weight = f32_of(w.conv1d, "conv1d", conv_dim * Kc);
   for_each_example(pass.example_starts, T, [&](int64_t first, int64_t count) {
     causal_conv_silu_backward(tape.projected.data() + first * conv_dim, count, conv_dim, conv_weight, Kc, nullptr,
-                              d_mixed.data() + first * conv_dim, d_projected.data() + first * conv_dim,
-                              unused_conv_gradient.data(), nullptr);
+                              d_mixed.data() + first * conv_dim, d_projected.data() + first * conv_dim, nullptr,
+                              nullptr);
   });
 
   // The gates (A_log and dt_bias are frozen).
-  std::vector<float> db(size_t(T * nv)), da(size_t(T * nv)), unused_gate_gradient(size_t(2 * nv));
+  std::vector<float> db(size_t(T * nv)), da(size_t(T * nv));
   gated_delta_gates_backward(tape.b.data(), tape.a.data(), T, nv, f32_of(w.A_log, "A_log", nv),
                              f32_of(w.dt_bias, "dt_bias", nv), d_beta.data(), d_decay.data(), db.data(), da.data(),
-                             unused_gate_gradient.data(), unused_gate_gradient.data() + nv);
+                             nullptr, nullptr);
 
   linear_backward(pass, w.in_proj_qkv, "in_proj_qkv", LinearKind::GdnQkv, normed, d_projected.data(), d_normed,
                   false);

@@ -70,6 +70,7 @@ void causal_conv_silu_backward(const float* input, int64_t tokens, int64_t chann
     }
   }
   // d_weight[c, j] = sum_t dc[t] p[t - history + j]
+  if (!d_weight) return;
 #pragma omp parallel for schedule(static) if (tokens * channels * kernel > 65536)
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t j = 0; j < kernel; ++j) {

@@ -15,7 +15,7 @@ void causal_conv_silu(const float* input, int64_t tokens, int64_t channels, cons
 
 // Backward of causal_conv_silu from the same input and the state it started from (initial_state
 // null means zeros, as at sequence start). d_input [tokens, channels] overwritten; d_weight
-// [channels, kernel] accumulated (+=); d_initial_state [kernel-1, channels] overwritten if not null.
+// [channels, kernel] accumulated (+=; null: frozen, not computed); d_initial_state [kernel-1, channels] overwritten if not null.
 void causal_conv_silu_backward(const float* input, int64_t tokens, int64_t channels, const float* weight,
                                int64_t kernel, const float* initial_state, const float* d_out,
                                float* d_input, float* d_weight, float* d_initial_state);

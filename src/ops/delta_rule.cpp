@@ -632,8 +632,8 @@ void gated_delta_gates_backward(const float* b, const float* a, int64_t tokens, 
     }
   }
   for (int64_t h = 0; h < heads; ++h) {
-    dA_log[h] += float(A_log_gradient[size_t(h)]);
-    ddt_bias[h] += float(bias_gradient[size_t(h)]);
+    if (dA_log) dA_log[h] += float(A_log_gradient[size_t(h)]);
+    if (ddt_bias) ddt_bias[h] += float(bias_gradient[size_t(h)]);
   }
 }
 }  // namespace dt

@@ -107,7 +107,7 @@ void delta_rule_chunked_backward(const DeltaRuleProblem& problem, const float* i
                                  const DeltaRuleGradients<float>& gradients, int64_t chunk = 64);
 
 // Backward of gated_delta_gates (§5.5): db, da [tokens, heads] overwritten; dA_log and ddt_bias
-// [heads] accumulated (+=, summed over tokens). Where g was clamped or softplus underflowed to 0,
+// [heads] accumulated (+=, summed over tokens; null: frozen, not computed). Where g was clamped or softplus underflowed to 0,
 // g does not depend on the inputs and contributes nothing.
 void gated_delta_gates_backward(const float* b, const float* a, int64_t tokens, int64_t heads,
                                 const float* A_log, const float* dt_bias, const float* dbeta,

@@ -69,13 +69,15 @@ void rms_input_gradient(const float* x, const float* gy, int64_t dim, double rho
 
 void rms_norm_zero_centred_backward(const float* x, const float* dy, int64_t rows, int64_t dim,
                                     const float* weight, float eps, float* dx, float* dweight) {
-  std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* in = x + row * dim;
-    const double rho = inverse_rms(in, dim, eps);
-    for (int64_t i = 0; i < dim; ++i) weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho;
+  if (dweight) {
+    std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* in = x + row * dim;
+      const double rho = inverse_rms(in, dim, eps);
+      for (int64_t i = 0; i < dim; ++i) weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho;
+    }
+    for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
   }
-  for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
 #pragma omp parallel for schedule(static) if (rows * dim > 65536)
   for (int64_t row = 0; row < rows; ++row) {
     thread_local std::vector<float> gy;
@@ -88,14 +90,16 @@ void rms_norm_zero_centred_backward(const float* x, const float* dy, int64_t row
 
 void gated_rms_norm_backward(const float* x, const float* z, const float* dy, int64_t rows, int64_t dim,
                              const float* weight, float eps, float* dx, float* dz, float* dweight) {
-  std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* in = x + row * dim;
-    const double rho = inverse_rms(in, dim, eps);
-    for (int64_t i = 0; i < dim; ++i)
-      weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho * double(silu(z[row * dim + i]));
+  if (dweight) {
+    std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* in = x + row * dim;
+      const double rho = inverse_rms(in, dim, eps);
+      for (int64_t i = 0; i < dim; ++i)
+        weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho * double(silu(z[row * dim + i]));
+    }
+    for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
   }
-  for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
 #pragma omp parallel for schedule(static) if (rows * dim > 65536)
   for (int64_t row = 0; row < rows; ++row) {
     thread_local std::vector<float> gy;

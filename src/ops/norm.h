@@ -20,7 +20,8 @@ void l2_normalize(float* x, int64_t rows, int64_t dim, float eps);
 
 // ---- Backward (spec §5.5) ----
 // Each takes the PRE-norm input x (the normalised output is not enough), overwrites dx (which may
-// alias dy) and accumulates the weight gradient into dweight (+=, summed over rows).
+// alias dy) and accumulates the weight gradient into dweight (+=, summed over rows; null: the weight
+// is frozen and its gradient is not computed).
 
 void rms_norm_zero_centred_backward(const float* x, const float* dy, int64_t rows, int64_t dim,
                                     const float* weight, float eps, float* dx, float* dweight);
