@@ -32,55 +32,53 @@ CrossEntropyResult sliced_cross_entropy(const float* hidden, int64_t tokens, int
   const int64_t vocab = head.dim(0);
   slice = std::min(slice, vocab);
   std::vector<float> rows(static_cast<size_t>(slice * dim)), logits(static_cast<size_t>(tokens * slice));
-  // Pass 1: running maximum and sum of exp(logit - maximum) per row, and the label's logit.
+  // One pass over the slices, as flash attention does: per row a running maximum m and sum of
+  // exp(logit - m), the label's logit, and (for the gradient) d_hidden accumulating
+  // sum_v exp(logit_v - m) head_v, rescaled whenever m grows. At the end
+  // d_hidden = scale (d_hidden / sum - head_label): the softmax-weighted head rows minus the label's.
   std::vector<double> maximum(static_cast<size_t>(tokens), -std::numeric_limits<double>::infinity());
   std::vector<double> total(static_cast<size_t>(tokens), 0.0), target(static_cast<size_t>(tokens), 0.0);
-  auto slice_logits = [&](int64_t first, int64_t count) {
+  for (int64_t first = 0; first < vocab; first += slice) {
+    const int64_t count = std::min(slice, vocab - first);
     weight_rows_to_f32(head, first, count, rows.data());
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(count), int(dim), 1.0f, hidden, int(dim),
                 rows.data(), int(dim), 0.0f, logits.data(), int(count));
-  };
-  for (int64_t first = 0; first < vocab; first += slice) {
-    const int64_t count = std::min(slice, vocab - first);
-    slice_logits(first, count);
-#pragma omp parallel for schedule(static) if (tokens * count > 65536)
-    for (int64_t t = 0; t < tokens; ++t) {
-      const float* row = logits.data() + t * count;
-      double slice_maximum = maximum[size_t(t)];
-      for (int64_t v = 0; v < count; ++v) slice_maximum = std::max(slice_maximum, double(row[v]));
-      double sum = total[size_t(t)] * std::exp(maximum[size_t(t)] - slice_maximum);
-      for (int64_t v = 0; v < count; ++v) sum += std::exp(double(row[v]) - slice_maximum);
-      maximum[size_t(t)] = slice_maximum;
-      total[size_t(t)] = sum;
-      if (labels[t] >= first && labels[t] < first + count) target[size_t(t)] = row[labels[t] - first];
-    }
-  }
-  CrossEntropyResult result;
-  std::vector<double> log_sum_exp(static_cast<size_t>(tokens));
-  for (int64_t t = 0; t < tokens; ++t) {
-    log_sum_exp[size_t(t)] = maximum[size_t(t)] + std::log(total[size_t(t)]);
-    if (labels[t] == ignore_index) continue;
-    result.loss_sum += log_sum_exp[size_t(t)] - target[size_t(t)];
-    ++result.counted;
-  }
-  if (!d_hidden) return result;
-  // Pass 2: dlogits = scale (softmax - onehot) per slice, d_hidden += dlogits rows.
-  for (int64_t first = 0; first < vocab; first += slice) {
-    const int64_t count = std::min(slice, vocab - first);
-    slice_logits(first, count);
 #pragma omp parallel for schedule(static) if (tokens * count > 65536)
     for (int64_t t = 0; t < tokens; ++t) {
       float* row = logits.data() + t * count;
-      if (labels[t] == ignore_index) {
-        std::fill_n(row, count, 0.0f);
-        continue;
+      if (labels[t] >= first && labels[t] < first + count) target[size_t(t)] = row[labels[t] - first];
+      double slice_maximum = maximum[size_t(t)];
+      for (int64_t v = 0; v < count; ++v) slice_maximum = std::max(slice_maximum, double(row[v]));
+      const double rescale = std::exp(maximum[size_t(t)] - slice_maximum);
+      double sum = total[size_t(t)] * rescale;
+      for (int64_t v = 0; v < count; ++v) {
+        const double weight = std::exp(double(row[v]) - slice_maximum);
+        sum += weight;
+        row[v] = float(weight);
       }
-      for (int64_t v = 0; v < count; ++v)
-        row[v] = gradient_scale * float(std::exp(double(row[v]) - log_sum_exp[size_t(t)]));
-      if (labels[t] >= first && labels[t] < first + count) row[labels[t] - first] -= gradient_scale;
+      maximum[size_t(t)] = slice_maximum;
+      total[size_t(t)] = sum;
+      if (d_hidden && first > 0)
+        for (int64_t i = 0; i < dim; ++i) d_hidden[t * dim + i] *= float(rescale);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(tokens), int(dim), int(count), 1.0f, logits.data(),
-                int(count), rows.data(), int(dim), first > 0 ? 1.0f : 0.0f, d_hidden, int(dim));
+    if (d_hidden)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(tokens), int(dim), int(count), 1.0f, logits.data(),
+                  int(count), rows.data(), int(dim), first > 0 ? 1.0f : 0.0f, d_hidden, int(dim));
+  }
+  CrossEntropyResult result;
+  std::vector<float> label_row(static_cast<size_t>(dim));
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (labels[t] == ignore_index) {
+      if (d_hidden) std::fill_n(d_hidden + t * dim, dim, 0.0f);
+      continue;
+    }
+    result.loss_sum += maximum[size_t(t)] + std::log(total[size_t(t)]) - target[size_t(t)];
+    ++result.counted;
+    if (!d_hidden) continue;
+    weight_rows_to_f32(head, labels[t], 1, label_row.data());
+    const float softmax_scale = float(double(gradient_scale) / total[size_t(t)]);
+    for (int64_t i = 0; i < dim; ++i)
+      d_hidden[t * dim + i] = softmax_scale * d_hidden[t * dim + i] - gradient_scale * label_row[size_t(i)];
   }
   return result;
 }

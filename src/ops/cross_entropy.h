@@ -15,9 +15,10 @@ struct CrossEntropyResult {
 };
 
 // logits = hidden [tokens, dim] head^T, head [vocab, dim] (F32, BF16 or F16). labels [tokens]: the
-// target of each row (already shifted), or ignore_index. Pass 1 finds each row's log-sum-exp with a
-// running maximum over slices of `slice` vocabulary rows; pass 2 recomputes each slice's logits and
-// accumulates d_hidden = gradient_scale * (softmax - onehot) head (ignored rows get zero).
+// target of each row (already shifted), or ignore_index. One pass over slices of `slice` vocabulary
+// rows keeps each row's running maximum and exp-sum and, for the gradient, the exp-weighted sum of
+// head rows (rescaled as the maximum grows), giving d_hidden = gradient_scale * (softmax - onehot)
+// head (ignored rows get zero) from two GEMMs per slice.
 // d_hidden [tokens, dim] overwritten; null computes the loss only. Fails on a label outside
 // [0, vocab) that is not the ignore index. Must not be called inside an OpenMP parallel region.
 CrossEntropyResult sliced_cross_entropy(const float* hidden, int64_t tokens, int64_t dim, const Tensor& head,
