@@ -58,7 +58,7 @@ struct TrainCommand {
   std::string schedule = "linear";
   std::string config;
   int threads = 0;
-  bool recompute = false;
+  bool recompute_activations = false;
 };
 
 void run_train(TrainCommand& command) {
@@ -71,7 +71,7 @@ void run_train(TrainCommand& command) {
     options.adapter.layers = parse_layer_list(command.layers, int(weights.config.num_hidden_layers));
   options.adapter.base_model_name_or_path = command.model;
   options.schedule = parse_lr_schedule(command.schedule);
-  options.backward.recompute_activations = command.recompute;
+  options.backward.recompute_activations = command.recompute_activations;
 
   ProgressPrinter progress(stdout, ProgressPrinter::is_terminal(stdout));
   TrainingCallbacks callbacks;
@@ -165,7 +165,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--resume", o.resume, "Continue from a checkpoint directory, or the newest one in this directory");
   sub->add_option("--threads", command->threads, "CPU threads (default: all)");
-  sub->add_flag("--recompute", command->recompute,
+  sub->add_flag("--recompute-activations", command->recompute_activations,
                 "Activation checkpointing: keep only each layer's input and recompute during the backward");
   sub->callback([command, sub] {
     if (!command->config.empty()) apply_json_config(*sub, command->config);
