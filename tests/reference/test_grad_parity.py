@@ -19,10 +19,8 @@ Prints one line per check and "N passed, M failed"; exits non-zero on any failur
 
 Usage: test_grad_parity.py --bin build/deltatune --tmp build/test-tmp/grad-reference
 """
-import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -112,13 +110,8 @@ def check_case(results, binary, tmp, label, model_dir, adapter_dir, data_path, f
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", required=True, help="the deltatune executable")
-    parser.add_argument("--tmp", required=True, help="scratch directory (recreated)")
-    args = parser.parse_args(argv)
+    args = parity.driver_arguments(argv, __doc__)
     start = time.time()
-    shutil.rmtree(args.tmp, ignore_errors=True)
-    os.makedirs(args.tmp)
     results = parity.Results()
 
     try:

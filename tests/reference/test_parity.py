@@ -181,14 +181,20 @@ def check_greedy(results, binary, name, model_dir, cfg, weights, generator, extr
         results.record(label, False, str(exc))
 
 
-def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def driver_arguments(argv, description):
+    """--bin and --tmp of a parity driver; the scratch directory is recreated empty."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", required=True, help="the deltatune executable")
     parser.add_argument("--tmp", required=True, help="scratch directory (recreated)")
     args = parser.parse_args(argv)
-    start = time.time()
     shutil.rmtree(args.tmp, ignore_errors=True)
     os.makedirs(args.tmp)
+    return args
+
+
+def main(argv):
+    args = driver_arguments(argv, __doc__)
+    start = time.time()
     results = Results()
     models = {}  # name -> (directory, reference config, reference weights)
 
