@@ -21,6 +21,16 @@
 namespace dt {
 namespace {
 
+// This executable as the user can type it from the current directory (e.g. build/deltatune).
+std::string this_executable() {
+  std::error_code error;
+  const std::filesystem::path path = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return "deltatune";
+  const std::filesystem::path relative = std::filesystem::relative(path, error);
+  const bool below_here = !error && !relative.empty() && *relative.begin() != "..";
+  return below_here ? relative.string() : path.string();
+}
+
 struct DemoCommand {
   std::string model = "models/tiny";
   std::string out = "models/tiny-demo-adapter";
@@ -116,8 +126,8 @@ void run_demo(const DemoCommand& command) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print("\n{} of {} answers learned. The adapter (PEFT format) is in {}; metrics.jsonl and loss_curve.svg are "
-             "beside it. Try:\n  deltatune chat --model {} --adapter {} --no-think\n(demo took {:.1f} s)\n",
-             correct, std::size(kDemoData), command.out, command.model, command.out, seconds);
+             "beside it. Try:\n  {} chat --model {} --adapter {} --no-think\n(demo took {:.1f} s)\n",
+             correct, std::size(kDemoData), command.out, this_executable(), command.model, command.out, seconds);
 }
 
 }  // namespace
