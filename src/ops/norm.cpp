@@ -65,19 +65,27 @@ void rms_input_gradient(const float* x, const float* gy, int64_t dim, double rho
   for (int64_t i = 0; i < dim; ++i) dx[i] = float(rho * double(gy[i]) - correction * double(x[i]));
 }
 
+// dweight += sum over rows of dy * (x rho) [* silu(z) when the norm is gated]: the gradient of the
+// norm's per-lane weight, in double.
+void accumulate_weight_gradient(const float* x, const float* z, const float* dy, int64_t rows, int64_t dim, float eps,
+                                float* dweight) {
+  std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* in = x + row * dim;
+    const double rho = inverse_rms(in, dim, eps);
+    for (int64_t i = 0; i < dim; ++i) {
+      const double gate = z ? double(silu(z[row * dim + i])) : 1.0;
+      weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho * gate;
+    }
+  }
+  for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
+}
+
 }  // namespace
 
 void rms_norm_zero_centred_backward(const float* x, const float* dy, int64_t rows, int64_t dim,
                                     const float* weight, float eps, float* dx, float* dweight) {
-  if (dweight) {
-    std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
-    for (int64_t row = 0; row < rows; ++row) {
-      const float* in = x + row * dim;
-      const double rho = inverse_rms(in, dim, eps);
-      for (int64_t i = 0; i < dim; ++i) weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho;
-    }
-    for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
-  }
+  if (dweight) accumulate_weight_gradient(x, nullptr, dy, rows, dim, eps, dweight);
 #pragma omp parallel for schedule(static) if (rows * dim > 65536)
   for (int64_t row = 0; row < rows; ++row) {
     thread_local std::vector<float> gy;
@@ -90,16 +98,7 @@ void rms_norm_zero_centred_backward(const float* x, const float* dy, int64_t row
 
 void gated_rms_norm_backward(const float* x, const float* z, const float* dy, int64_t rows, int64_t dim,
                              const float* weight, float eps, float* dx, float* dz, float* dweight) {
-  if (dweight) {
-    std::vector<double> weight_gradient(static_cast<size_t>(dim), 0.0);
-    for (int64_t row = 0; row < rows; ++row) {
-      const float* in = x + row * dim;
-      const double rho = inverse_rms(in, dim, eps);
-      for (int64_t i = 0; i < dim; ++i)
-        weight_gradient[size_t(i)] += double(dy[row * dim + i]) * double(in[i]) * rho * double(silu(z[row * dim + i]));
-    }
-    for (int64_t i = 0; i < dim; ++i) dweight[i] += float(weight_gradient[size_t(i)]);
-  }
+  if (dweight) accumulate_weight_gradient(x, z, dy, rows, dim, eps, dweight);
 #pragma omp parallel for schedule(static) if (rows * dim > 65536)
   for (int64_t row = 0; row < rows; ++row) {
     thread_local std::vector<float> gy;
