@@ -63,13 +63,7 @@ void run_chat(const ChatCommandOptions& options) {
     const std::vector<int32_t> tokens = tokenizer.encode(text);
 
     TextStreamer streamer(tokenizer, options.flags.stop);
-    const GenerationResult result = session.generate(tokens, options.flags.max_tokens, [&](int32_t token) {
-      fmt::print("{}", streamer.add(token));
-      std::fflush(stdout);
-      return !streamer.stopped();
-    });
-    fmt::print("{}\n", streamer.finish());
-    std::fflush(stdout);
+    const GenerationResult result = generate_streaming(session, tokens, options.flags.max_tokens, &streamer);
     report_speed(result);
     conversation_started = true;
     reply_closed = !result.tokens.empty() && result.tokens.back() == im_end;

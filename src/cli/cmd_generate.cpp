@@ -57,15 +57,8 @@ void run_generate(const GenerateOptions& options) {
   std::optional<TextStreamer> streamer;
   if (!options.print_ids) streamer.emplace(*tokenizer, options.flags.stop);
   const GenerationResult result =
-      session.generate(prompt_tokens, options.flags.max_tokens, [&](int32_t token) {
-        if (!streamer) return true;
-        fmt::print("{}", streamer->add(token));
-        std::fflush(stdout);
-        return !streamer->stopped();
-      });
-  if (streamer) {
-    fmt::print("{}\n", streamer->finish());
-  } else {
+      generate_streaming(session, prompt_tokens, options.flags.max_tokens, streamer ? &*streamer : nullptr);
+  if (!streamer) {
     std::string ids;
     for (int32_t token : result.tokens) ids += (ids.empty() ? "" : ",") + std::to_string(token);
     fmt::print("{}\n", ids);

@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <cstdio>
+
 #include "lora/adapter_io.h"
 #include "tokenizer/chat_template.h"
 
@@ -66,6 +68,21 @@ std::string chat_turn_text(const std::string& system, const std::string& user, b
   if (!system.empty()) messages.push_back({"system", system, std::nullopt});
   messages.push_back({"user", user, std::nullopt});
   return render_chat(messages, {.add_generation_prompt = true, .enable_thinking = enable_thinking});
+}
+
+GenerationResult generate_streaming(GenerationSession& session, std::span<const int32_t> prompt, int64_t max_tokens,
+                                    TextStreamer* streamer) {
+  const GenerationResult result = session.generate(prompt, max_tokens, [&](int32_t token) {
+    if (!streamer) return true;
+    fmt::print("{}", streamer->add(token));
+    std::fflush(stdout);
+    return !streamer->stopped();
+  });
+  if (streamer) {
+    fmt::print("{}\n", streamer->finish());
+    std::fflush(stdout);
+  }
+  return result;
 }
 
 void report_speed(const GenerationResult& result) {

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,11 @@ std::vector<int32_t> resolve_stop_tokens(const GenerationFlags& flags, const Gen
 // The chat-template text one chat turn adds: an optional system message, the user message, and
 // the assistant generation prompt (an empty think block when thinking is off).
 std::string chat_turn_text(const std::string& system, const std::string& user, bool enable_thinking);
+
+// Generates from `prompt`, streaming the text of each new token through `streamer` to stdout and,
+// at the end, the held-back rest and a newline (null streamer: prints nothing).
+GenerationResult generate_streaming(GenerationSession& session, std::span<const int32_t> prompt, int64_t max_tokens,
+                                    TextStreamer* streamer);
 
 // "prefill: N tokens, X s, Y tok/s; decode: ..." on stderr.
 void report_speed(const GenerationResult& result);
