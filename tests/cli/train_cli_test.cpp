@@ -89,8 +89,10 @@ TEST_F(TrainCli, CtrlCSavesACheckpointThatResumeChecksAgainstTheRun) {
   const fs::path out = test::temp_dir() / "out";
   const std::string command = "train --model " + model() + " --data " + data() + " --out " + out.string() +
                               " --threads 1 --lr-schedule constant --max-steps ";
-  // SIGINT after 3 s of a run far too long to finish.
-  const auto interrupted = test::run_command("timeout --preserve-status -s INT 3 " + test::binary().string() + " " + command + "1000000");
+  // One SIGINT after 3 s of a run far too long to finish, as a Ctrl-C sends. Without --foreground,
+  // timeout signals the child and then its whole process group, so a second SIGINT could arrive
+  // after the first was handled and stop the run at once, as a second Ctrl-C is meant to.
+  const auto interrupted = test::run_command("timeout --foreground --preserve-status -s INT 3 " + test::binary().string() + " " + command + "1000000");
   ASSERT_EQ(interrupted.exit_code, 0) << interrupted.out << interrupted.err;
   EXPECT_NE(interrupted.out.find("interrupted at step "), std::string::npos) << interrupted.out;
   EXPECT_NE(interrupted.out.find("continue with --resume " + out.string()), std::string::npos) << interrupted.out;
