@@ -1,8 +1,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
-#include <iostream>
 
 #include <fmt/format.h>
 
@@ -164,11 +162,8 @@ TEST(InitModel, BadArgumentsAreExplained) {
 
 TEST(InitModel, RealSizedPresetWritesAndLoads) {
   const auto out = test::temp_dir() / "model";
-  const auto start = std::chrono::steady_clock::now();
   const auto result = init_model(out, "--preset qwen3.5-0.8b --dtype bf16" + kSmallTokenizer);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  std::cout << "init-model qwen3.5-0.8b bf16: " << seconds << " s\n";
   const ModelConfig real = parse_config(read_json(test::source_dir() / "tests/model/data/qwen3.5-0.8b-config.json"), "fixture");
   const ModelWeights w = load_model(out);
   const ModelConfig& c = w.config;

@@ -1,7 +1,5 @@
-// The BPE trainer: determinism, speed, layout of ids, and the Qwen file conventions.
+// The BPE trainer: determinism, layout of ids, and the Qwen file conventions.
 #include <gtest/gtest.h>
-
-#include <chrono>
 
 #include "core/error.h"
 #include "test_util.h"
@@ -12,12 +10,9 @@
 namespace dt {
 namespace {
 
-TEST(BpeTrainer, DeterministicAndFast) {
-  const auto start = std::chrono::steady_clock::now();
+// Speed is measured in bench/tokenizer_bench.cpp.
+TEST(BpeTrainer, Deterministic) {
   const auto first = train_bpe_tokenizer(builtin_tokenizer_corpus(), 4096);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("trained vocab 4096 in %.3f s from %zu corpus bytes\n", seconds, builtin_tokenizer_corpus().size());
-  EXPECT_LT(seconds, 5.0);  // target < 1-2 s; generous for a busy test machine
   const auto second = train_bpe_tokenizer(builtin_tokenizer_corpus(), 4096);
   EXPECT_EQ(first.tokenizer_json, second.tokenizer_json);
   EXPECT_EQ(first.vocab_size, 4096);
