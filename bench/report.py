@@ -2,7 +2,8 @@
 """Prints the benchmark as markdown tables from the raw outputs collected by bench/run.sh: deltatune
 next to the PyTorch reference, decode as a fraction of the memory-bandwidth limit (weight bytes read
 per token / measured read bandwidth), prefill and forward + backward GFLOP/s as a fraction of the
-measured fp32 FMA peak, peak memory of a long backward, and training throughput.
+measured fp32 FMA peak, peak memory of a long backward, and training throughput; and the tokenizer
+(bench_tokenizer's Google Benchmark JSON) next to Hugging Face tokenizers.
 
 FLOP counts (multiply-add = 2 FLOPs; norms, gates, conv and other elementwise work are left out):
   P      frozen matrix parameters of the layers; H = vocab x hidden, the head (tied or not)
@@ -157,6 +158,48 @@ def report_memory(args):
             f"{directory_mib(args.model, '.safetensors'):.0f}"]])
 
 
+def benchmark_runs(path):
+    """{benchmark name without its /real_time suffix: run} of a Google Benchmark JSON file."""
+    with open(path) as f:
+        runs = json.load(f)["benchmarks"]
+    return {run["run_name"].removesuffix("/real_time"): run for run in runs if run["run_type"] == "iteration"}
+
+
+def run_seconds(run):
+    return run["real_time"] / {"ns": 1e9, "us": 1e6, "ms": 1e3, "s": 1}[run["time_unit"]]
+
+
+def report_tokenizer(args):
+    print("\n## Tokenizer: Qwen3 tokenizer.json, parity strings repeated (wall time, one thread each)\n")
+    if args.tokenizer_skipped:
+        print(f"skipped: {args.tokenizer_skipped}")
+        return
+    runs = benchmark_runs(args.tokenizer_deltatune)
+    train = next((name for name in runs if name.startswith("train_bpe/")), None)
+    if not all(name in runs for name in ("load", "encode", "decode")) or train is None:
+        raise SystemExit(f"{args.tokenizer_deltatune}: expected benchmarks load, encode, decode and train_bpe/N, got {sorted(runs)}")
+    text_mib = os.path.getsize(args.tokenizer_text) / 2 ** 20
+    reference = parse_pairs(args.tokenizer_reference)
+    mib = 2 ** 20
+    # (measure, deltatune, reference or None, whether higher is faster)
+    measures = [
+        ("load (s)", run_seconds(runs["load"]), reference.get("load_seconds"), False),
+        (f"encode {text_mib:.2f} MiB (MiB/s)", runs["encode"]["bytes_per_second"] / mib,
+         reference["encode_bytes_per_second"] / mib if reference else None, True),
+        ("decode (MiB/s)", runs["decode"]["bytes_per_second"] / mib,
+         reference["decode_bytes_per_second"] / mib if reference else None, True),
+        (f"train BPE vocab {train.split('/')[1]} on the built-in corpus (s)", run_seconds(runs[train]), None, False),
+    ]
+    rows = []
+    for name, ours, theirs, higher_is_faster in measures:
+        ratio = "-" if theirs is None else f"{(ours / theirs if higher_is_faster else theirs / ours):.2f}x"
+        rows.append([name, f"{ours:.3f}", "-" if theirs is None else f"{theirs:.3f}", ratio])
+    table(["measure", "deltatune", "HF tokenizers", "deltatune speed / HF speed"], rows)
+    if reference:
+        ours, theirs = int(runs["encode"]["tokens"]), int(reference["encode_tokens"])
+        print(f"\ntokens of the text: deltatune {ours}, HF tokenizers {theirs}" + ("" if ours == theirs else " (DIFFERENT)"))
+
+
 def report_train(args):
     print("\n## Training steps (all-linear rank 16, AdamW)\n")
     if args.train_skipped:
@@ -180,8 +223,8 @@ def report_train(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--limits", required=True, help="bench_machine_limits output")
+    parser.add_argument("--model", help="the model of the inference, grad and train parts")
+    parser.add_argument("--limits", help="bench_machine_limits output (with --model)")
     parser.add_argument("--prompt-tokens", type=int)
     parser.add_argument("--inference-deltatune", help="deltatune generate's speed line")
     parser.add_argument("--inference-reference", default="")
@@ -193,21 +236,28 @@ def main():
     parser.add_argument("--train-metrics", help="deltatune train's metrics.jsonl")
     parser.add_argument("--train-reference", default="")
     parser.add_argument("--train-skipped", default="", help="why the training part did not run")
+    parser.add_argument("--tokenizer-text", help="the text file both tokenizers encoded")
+    parser.add_argument("--tokenizer-deltatune", help="bench_tokenizer's Google Benchmark JSON")
+    parser.add_argument("--tokenizer-reference", default="", help="tokenizer_reference_bench.js output")
+    parser.add_argument("--tokenizer-skipped", default="", help="why the tokenizer part did not run")
     args = parser.parse_args()
-    c = text_config(args.model)
-    limits = parse_pairs(args.limits)
-    layers, head, _ = weight_counts(c)
-    print(f"model: {args.model} ({(layers + head) / 1e6:.0f}M matrix parameters, head "
-          f"{'tied' if c.get('tie_word_embeddings') else 'untied'})  ")
-    print(f"machine: read bandwidth {limits['read_bandwidth_gbs']:.1f} GB/s, fp32 FMA peak {limits['fp32_peak_gflops']:.1f} GFLOP/s")
-    if args.inference_deltatune:
-        report_inference(args, c, limits)
-    if args.grad_deltatune:
-        report_grad(args, c, limits)
-    if args.memory_deltatune:
-        report_memory(args)
-    if args.train_metrics or args.train_skipped:
-        report_train(args)
+    if args.model:
+        c = text_config(args.model)
+        limits = parse_pairs(args.limits)
+        layers, head, _ = weight_counts(c)
+        print(f"model: {args.model} ({(layers + head) / 1e6:.0f}M matrix parameters, head "
+              f"{'tied' if c.get('tie_word_embeddings') else 'untied'})  ")
+        print(f"machine: read bandwidth {limits['read_bandwidth_gbs']:.1f} GB/s, fp32 FMA peak {limits['fp32_peak_gflops']:.1f} GFLOP/s")
+        if args.inference_deltatune:
+            report_inference(args, c, limits)
+        if args.grad_deltatune:
+            report_grad(args, c, limits)
+        if args.memory_deltatune:
+            report_memory(args)
+        if args.train_metrics or args.train_skipped:
+            report_train(args)
+    if args.tokenizer_deltatune or args.tokenizer_skipped:
+        report_tokenizer(args)
 
 
 if __name__ == "__main__":
