@@ -28,11 +28,26 @@ void gemm_accumulate(int64_t m, int64_t n, int64_t k, float alpha, const float* 
               1.0f, C, int(ldc));
 }
 
-// The pthread OpenBLAS we link threads every call by itself and has no per-call thread count, so
-// OpenMP runs the heads in parallel only when it is single-threaded (OPENBLAS_NUM_THREADS=1);
-// otherwise the heads run in turn and each sgemm uses OpenBLAS's threads. Never both: nested, the
-// two thread pools oversubscribe the cores.
-bool heads_in_parallel() { return openblas_get_num_threads() == 1; }
+// The heads run in parallel on OpenMP's threads, each with single-threaded sgemm: the chunk GEMMs
+// (64 x 64 x 128 at the 0.8B shapes) are too small for OpenBLAS to split well (at T = 512 the
+// backward took 105 ms a layer with OpenBLAS's two threads per GEMM, 66 ms with a head per
+// thread). The pthread OpenBLAS we link has no per-call thread count, so its global count drops
+// to one while the heads run and comes back after; never both pools at once, as nested they
+// oversubscribe the cores. Called outside any parallel region, like every op here.
+class SingleThreadedBlasScope {
+ public:
+  SingleThreadedBlasScope() : previous_threads_(openblas_get_num_threads()) {
+    if (previous_threads_ != 1) openblas_set_num_threads(1);
+  }
+  ~SingleThreadedBlasScope() {
+    if (previous_threads_ != 1) openblas_set_num_threads(previous_threads_);
+  }
+  SingleThreadedBlasScope(const SingleThreadedBlasScope&) = delete;
+  SingleThreadedBlasScope& operator=(const SingleThreadedBlasScope&) = delete;
+
+ private:
+  int previous_threads_;
+};
 
 // y += alpha * x
 void axpy(float alpha, const float* x, float* y, int64_t count) {
@@ -115,7 +130,8 @@ void delta_rule_chunked(const DeltaRuleProblem& p, float* state, float* out, int
   if (chunk <= 0) fail("delta rule: chunk size {} must be positive", chunk);
   const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads, out_stride = nv * dv;
   const int64_t C = std::min(chunk, p.tokens);
-#pragma omp parallel for schedule(static) if (heads_in_parallel())
+  const SingleThreadedBlasScope single_threaded_blas;
+#pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < nv; ++h) {
     // Per-chunk scratch: cumulative log decay G (double, so differences of large sums stay exact
     // enough), the decay matrix Gamma_ij = exp(G_i - G_j) (i >= j), K^T [dk, C], the Gram
@@ -565,7 +581,8 @@ void delta_rule_chunked_backward(const DeltaRuleProblem& p, const float* initial
   const int64_t dk = p.key_dim, dv = p.value_dim, nv = p.value_heads, group = nv / p.key_heads;
   const int64_t C = std::min(chunk, p.tokens), chunks = (p.tokens + C - 1) / C, state_size = dk * dv;
   const BasicDeltaRuleProblem<float> basic = basic_problem(p);
-#pragma omp parallel for schedule(static) if (heads_in_parallel())
+  const SingleThreadedBlasScope single_threaded_blas;
+#pragma omp parallel for schedule(static)
   for (int64_t kh = 0; kh < p.key_heads; ++kh) {
     zero_key_head(basic, d, kh);
     ChunkBackward work(C, dk, dv);

@@ -45,8 +45,8 @@ DeltaRuleProblem conv_layout_problem(const float* qkv, int64_t tokens, int64_t k
 void delta_rule_recurrent(const DeltaRuleProblem& problem, float* state, float* out);
 
 // Chunked WY/UT form (spec §5.1) with chunks of `chunk` tokens; decays are handled in log space
-// and only non-positive numbers are exponentiated. GEMMs through cblas_sgemm; parallel over value
-// heads when OpenBLAS is single-threaded, otherwise the heads run in turn on OpenBLAS's threads.
+// and only non-positive numbers are exponentiated. GEMMs through single-threaded cblas_sgemm;
+// parallel over value heads on OpenMP's threads.
 void delta_rule_chunked(const DeltaRuleProblem& problem, float* state, float* out, int64_t chunk = 64);
 
 
@@ -100,8 +100,8 @@ void delta_rule_recurrent_backward(const BasicDeltaRuleProblem<T>& problem, cons
                                    const DeltaRuleGradients<T>& gradients);
 
 // Chunked backward (§5.3), the default: recomputes the chunk-entry states, then walks the chunks
-// in reverse. Parallel over key heads when OpenBLAS is single-threaded, as the forward (each handles
-// its value heads in turn, so the GVA sums of dq and dk need no locks).
+// in reverse. Parallel over key heads, as the forward (each handles its value heads in turn, so the
+// GVA sums of dq and dk need no locks).
 void delta_rule_chunked_backward(const DeltaRuleProblem& problem, const float* initial_state,
                                  const float* d_out, const float* d_final_state,
                                  const DeltaRuleGradients<float>& gradients, int64_t chunk = 64);
