@@ -80,7 +80,7 @@ void run_demo(const DemoCommand& command) {
   const ModelWeights weights = load_model(command.model);
   const Tokenizer tokenizer = Tokenizer::load(command.model);
 
-  std::filesystem::create_directories(command.out);
+  create_output_directory(command.out);
   const std::filesystem::path data = std::filesystem::path(command.out) / "demo_data.jsonl";
   std::string lines;
   for (const QuestionAnswer& pair : kDemoData)

@@ -56,6 +56,14 @@ std::string read_text_file(const std::filesystem::path& path) {
   return contents.str();
 }
 
+void create_output_directory(const std::filesystem::path& path) {
+  std::error_code error;
+  if (std::filesystem::exists(path, error) && !std::filesystem::is_directory(path, error))
+    fail("{}: exists and is not a directory (expected a directory to write into)", path.string());
+  std::filesystem::create_directories(path, error);
+  if (error) fail("{}: cannot create the directory: {}", path.string(), error.message());
+}
+
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents) {
   write_file_atomic(path, [&](std::ostream& stream) {
     stream.write(contents.data(), std::streamsize(contents.size()));

@@ -32,6 +32,9 @@ class MappedFile {
 
 // Reads a whole (small) file into a string; fails naming the path.
 std::string read_text_file(const std::filesystem::path& path);
+// Creates `path` and its parents where missing; fails naming the path and the reason (a file in
+// the way, no permission) instead of letting std::filesystem's terse exception through.
+void create_output_directory(const std::filesystem::path& path);
 // Writes `contents` to `path` atomically: a temporary file in the same folder, then rename.
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
 // The same, streaming: `write` fills the temporary file's stream.

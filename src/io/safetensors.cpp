@@ -459,9 +459,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Name
 void write_checkpoint(const std::filesystem::path& directory, const std::vector<NamedTensor>& tensors, int shards,
                       const std::map<std::string, std::string>& metadata) {
   if (shards < 1) fail("{}: cannot write a checkpoint in {} shards, expected at least 1", directory.string(), shards);
+  create_output_directory(directory);
   std::error_code error;
-  std::filesystem::create_directories(directory, error);
-  if (error) fail("{}: cannot create the checkpoint directory: {}", directory.string(), error.message());
   if (shards == 1) {
     write_safetensors(directory / kSingleFileName, tensors, metadata);
     std::filesystem::remove(directory / kIndexFileName, error);

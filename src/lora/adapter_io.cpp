@@ -240,7 +240,7 @@ LoraAdapter load_adapter(const std::filesystem::path& directory, const ModelConf
 
 void save_adapter(const LoraAdapter& adapter, const std::filesystem::path& directory, StackPrefix prefix, DType dtype) {
   if (!is_float_storage(dtype)) fail("adapter dtype {} is not supported; expected F32, BF16 or F16", dtype_name(dtype));
-  std::filesystem::create_directories(directory);
+  create_output_directory(directory);
   std::vector<NamedTensor> tensors;
   for (const LoraModule* module : adapter.modules()) {
     tensors.push_back({lora_tensor_name(prefix, module->layer, module->kind, LoraFactor::A),

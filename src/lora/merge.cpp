@@ -93,7 +93,6 @@ void merge_checkpoint(const std::filesystem::path& model_dir, const std::filesys
   if (merged_count != module_by_weight.size())
     fail("{}: {} adapted weights were not found in the checkpoint", model_dir.string(),
          module_by_weight.size() - merged_count);
-  std::filesystem::create_directories(out_dir);
   write_checkpoint(out_dir, tensors, int(checkpoint.files().size()));
   for (const char* name : kCheckpointSideFiles)
     if (std::filesystem::is_regular_file(model_dir / name))

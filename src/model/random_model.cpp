@@ -397,12 +397,12 @@ RandomModelSummary write_random_model(const std::filesystem::path& out, const Ra
 
   const auto absolute = std::filesystem::absolute(out);
   const auto parent = absolute.parent_path();
-  std::filesystem::create_directories(parent);
+  create_output_directory(parent);
   const auto staging = parent / fmt::format(".{}.partial-{}", absolute.filename().string(), getpid());
   const auto previous = parent / fmt::format(".{}.previous-{}", absolute.filename().string(), getpid());
   std::filesystem::remove_all(staging);
   try {
-    std::filesystem::create_directories(staging);
+    create_output_directory(staging);
     write_model_files(staging, config, tokenizer, request);
     if (std::filesystem::exists(absolute)) std::filesystem::rename(absolute, previous);
     std::filesystem::rename(staging, absolute);

@@ -148,7 +148,7 @@ void save_checkpoint(const fs::path& out, int64_t step, int64_t epoch, const jso
     if (entry.path().filename().string().rfind(kCheckpointPrefix, 0) == 0 && entry.path().extension() == ".tmp")
       leftovers.push_back(entry.path());
   for (const fs::path& leftover : leftovers) fs::remove_all(leftover);
-  fs::create_directories(temporary);
+  create_output_directory(temporary);
   save_adapter(adapter, temporary, prefix);
   optimizer.save(temporary / kOptimizerFile, adapter, prefix);
   // The data order is a function of (seed, epoch), so the position and RNG state are the step.
@@ -292,7 +292,7 @@ TrainingResult train(const ModelWeights& weights, const Tokenizer& tokenizer, co
   const json settings = run_settings(options, total_steps, warmup_steps, examples);
 
   // Adapter and optimizer, fresh or from a checkpoint.
-  fs::create_directories(options.out);
+  create_output_directory(options.out);
   std::optional<LoraAdapter> adapter;
   int64_t start_step = 0;
   std::optional<AdamW> optimizer;

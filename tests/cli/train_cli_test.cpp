@@ -85,6 +85,14 @@ TEST_F(TrainCli, BadDataNamesFileAndLine) {
   EXPECT_NE(skipped.err.find("skipped 1 bad line"), std::string::npos) << skipped.err;
 }
 
+TEST_F(TrainCli, OutThatIsAFileIsRefused) {
+  const fs::path file = test::temp_dir() / "not-a-directory";
+  std::ofstream(file) << "x";
+  const auto result = test::run_deltatune("train --model " + model() + " --data " + data() + " --out " + file.string());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(file.string() + ": exists and is not a directory"), std::string::npos) << result.err;
+}
+
 TEST_F(TrainCli, CtrlCSavesACheckpointThatResumeChecksAgainstTheRun) {
   const fs::path out = test::temp_dir() / "out";
   const std::string command = "train --model " + model() + " --data " + data() + " --out " + out.string() +

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -58,6 +59,17 @@ std::string error_of(const std::function<void()>& action) {
     return error.what();
   }
   return "";
+}
+
+TEST(OutputDirectory, CreatesParentsAndNamesAFileInTheWay) {
+  const fs::path nested = test::temp_dir() / "a" / "b";
+  create_output_directory(nested);
+  EXPECT_TRUE(fs::is_directory(nested));
+  create_output_directory(nested);  // already there: fine
+  const fs::path file = test::temp_dir() / "file";
+  std::ofstream(file) << "x";
+  EXPECT_EQ(error_of([&] { create_output_directory(file); }),
+            file.string() + ": exists and is not a directory (expected a directory to write into)");
 }
 
 TEST(Safetensors, RoundTripIsBitExactAndZeroCopy) {
@@ -235,7 +247,7 @@ TEST(Checkpoint, SingleFileAndShardCountErrors) {
                 .find("twice into one checkpoint"),
             std::string::npos);
   EXPECT_NE(error_of([&] { write_checkpoint(directory / "model.safetensors" / "sub", tensors, 1); })
-                .find("cannot create the checkpoint directory"),
+                .find("model.safetensors/sub: cannot create the directory: "),
             std::string::npos);
   EXPECT_NE(error_of([&] { Checkpoint::open(directory / "absent.safetensors"); }).find("absent.safetensors: cannot open"),
             std::string::npos);
