@@ -9,7 +9,8 @@ namespace dt {
 int run_cli(int argc, char** argv) {
   CLI::App app{
       "deltatune: LoRA fine-tuning and inference for Qwen3.5 hybrid (Gated DeltaNet + gated "
-      "attention) models on the CPU."};
+      "attention) models on the CPU.",
+      "deltatune"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every command");
   register_init_model(app);
@@ -25,6 +26,11 @@ int run_cli(int argc, char** argv) {
   register_eval(app);
   register_demo(app);
   register_grad(app);
+  if (argc < 2) {
+    // No command: show what there is to run (on stderr, since the run itself failed).
+    fmt::print(stderr, "{}", app.help());
+    return 1;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

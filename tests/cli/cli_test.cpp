@@ -51,7 +51,9 @@ TEST(Cli, InitModelHelpNamesEveryOption) {
 }
 
 TEST(Cli, MissingOrUnknownCommandFails) {
-  EXPECT_NE(test::run_deltatune("").exit_code, 0);
+  const auto bare = test::run_deltatune("");
+  EXPECT_NE(bare.exit_code, 0);
+  EXPECT_EQ(listed_commands(bare.err), listed_commands(test::run_deltatune("--help").out)) << bare.err;
   const auto unknown = test::run_deltatune("frobnicate");
   EXPECT_NE(unknown.exit_code, 0);
   EXPECT_FALSE(unknown.err.empty());
