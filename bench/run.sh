@@ -34,7 +34,9 @@ MODEL=$MODELS/qwen3.5-0.8b-bf16
 ADAPTER=$MODELS/qwen3.5-0.8b-lora-r16
 WORK=$BUILD_DIR/bench-work
 PYTHON=/usr/bin/python3
-export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
+# The thread-pool settings deltatune sets for itself (src/main.cpp), given to the PyTorch reference
+# too: it runs on the same OpenBLAS and is faster with them.
+export OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=12 OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
 
 # run_logged NAME COMMAND...: stdout discarded, stderr kept in $WORK/NAME.log; on failure shows it and stops.
 run_logged() {
