@@ -2,12 +2,12 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "io/mapped_file.h"
 #include "model/weights.h"
 #include "train/progress.h"
 #include "train/trainer.h"
@@ -19,14 +19,7 @@ namespace {
 // "max_seq_len"). CLI11 2.1 reads config files for the main app only, so the values are applied
 // here, after parsing, to each option the command line did not give.
 void apply_json_config(CLI::App& command, const std::string& path) {
-  std::ifstream stream(path, std::ios::binary);
-  if (!stream) fail("--config: cannot open {}", path);
-  nlohmann::json object;
-  try {
-    object = nlohmann::json::parse(stream);
-  } catch (const nlohmann::json::exception& error) {
-    fail("--config {}: not valid JSON ({})", path, error.what());
-  }
+  const nlohmann::json object = read_json_file(path);
   if (!object.is_object()) fail("--config {}: expected a JSON object of option names and values", path);
   for (const auto& [key, value] : object.items()) {
     std::string name = key;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -54,6 +55,15 @@ std::string read_text_file(const std::filesystem::path& path) {
   contents << stream.rdbuf();
   if (stream.bad()) fail("{}: read error", path.string());
   return contents.str();
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& error) {
+    fail("{}: not valid JSON ({})", path.string(), error.what());
+  }
 }
 
 void create_output_directory(const std::filesystem::path& path) {

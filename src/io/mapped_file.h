@@ -6,6 +6,7 @@
 #include <functional>
 #include <ostream>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,8 @@ class MappedFile {
 
 // Reads a whole (small) file into a string; fails naming the path.
 std::string read_text_file(const std::filesystem::path& path);
+// Reads and parses a JSON file; fails naming the path when it cannot be read or parsed.
+nlohmann::json read_json_file(const std::filesystem::path& path);
 // Creates `path` and its parents where missing; fails naming the path and the reason (a file in
 // the way, no permission) instead of letting std::filesystem's terse exception through.
 void create_output_directory(const std::filesystem::path& path);

@@ -239,13 +239,7 @@ ModelConfig load_config(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "config.json";
   if (!std::filesystem::is_regular_file(path))
     fail("{}: no config.json there (expected a Hugging Face model directory)", path.string());
-  json document;
-  try {
-    document = json::parse(read_text_file(path));
-  } catch (const json::parse_error& error) {
-    fail("{}: invalid JSON: {}", path.string(), error.what());
-  }
-  return parse_config(document, path.string());
+  return parse_config(read_json_file(path), path.string());
 }
 
 void validate_config(const ModelConfig& config, const std::string& source) {

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <climits>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/mapped_file.h"
 
 namespace dt {
 namespace {
@@ -50,15 +50,9 @@ std::vector<int32_t> parse_token_ids(const std::string& text, const std::string&
 GenerationConfig load_generation_config(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "generation_config.json";
   GenerationConfig config;
-  std::ifstream stream(path);
-  if (!stream) return config;
+  if (!std::filesystem::exists(path)) return config;
   const std::string source = path.string();
-  nlohmann::json document;
-  try {
-    document = nlohmann::json::parse(stream);
-  } catch (const nlohmann::json::exception& error) {
-    fail("{}: not valid JSON: {}", source, error.what());
-  }
+  const nlohmann::json document = read_json_file(path);
   if (!document.is_object()) fail("{}: expected a JSON object", source);
   if (document.contains("eos_token_id") && !document["eos_token_id"].is_null()) {
     const auto& eos = document["eos_token_id"];

@@ -58,14 +58,6 @@ std::map<int64_t, fs::path> finished_checkpoints(const fs::path& out) {
   return found;
 }
 
-json read_json_file(const fs::path& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::exception& error) {
-    fail("{}: not valid JSON ({})", path.string(), error.what());
-  }
-}
-
 // FNV-1a over every token and label, so a resume can tell that the data changed.
 uint64_t dataset_fingerprint(const std::vector<TokenExample>& examples) {
   uint64_t hash = 1469598103934665603ull;

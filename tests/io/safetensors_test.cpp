@@ -72,6 +72,16 @@ TEST(OutputDirectory, CreatesParentsAndNamesAFileInTheWay) {
             file.string() + ": exists and is not a directory (expected a directory to write into)");
 }
 
+TEST(JsonFile, ParsesOrNamesThePathAndTheProblem) {
+  const fs::path good = test::temp_dir() / "good.json", bad = test::temp_dir() / "bad.json";
+  std::ofstream(good) << R"({"a": [1, 2]})";
+  std::ofstream(bad) << R"({"a": )";
+  EXPECT_EQ(read_json_file(good)["a"][1], 2);
+  EXPECT_EQ(error_of([&] { read_json_file(bad); }).rfind(bad.string() + ": not valid JSON (", 0), 0u);
+  const fs::path absent = test::temp_dir() / "absent.json";
+  EXPECT_EQ(error_of([&] { read_json_file(absent); }), absent.string() + ": cannot open for reading");
+}
+
 TEST(Safetensors, RoundTripIsBitExactAndZeroCopy) {
   const auto tensors = sample_tensors();
   const fs::path path = test::temp_dir() / "sample.safetensors";
