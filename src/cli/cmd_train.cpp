@@ -5,6 +5,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "cli/adapter_options.h"
 #include "cli/cli.h"
 #include "core/error.h"
 #include "io/mapped_file.h"
@@ -46,8 +47,7 @@ void apply_json_config(CLI::App& command, const std::string& path) {
 struct TrainCommand {
   std::string model;
   TrainingOptions training;
-  std::string targets = "all-linear";
-  std::string layers;
+  AdapterShapeText adapter_shape;
   std::string schedule = "linear";
   std::string config;
   int threads = 0;
@@ -59,9 +59,7 @@ void run_train(TrainCommand& command) {
   const ModelWeights weights = load_model(command.model);
   const Tokenizer tokenizer = Tokenizer::load(command.model);
   TrainingOptions& options = command.training;
-  options.adapter.kinds = parse_target_kinds(command.targets);
-  if (!command.layers.empty())
-    options.adapter.layers = parse_layer_list(command.layers, int(weights.config.num_hidden_layers));
+  resolve_adapter_shape(command.adapter_shape, weights.config.num_hidden_layers, options.adapter);
   options.adapter.base_model_name_or_path = command.model;
   options.schedule = parse_lr_schedule(command.schedule);
   options.backward.recompute_activations = command.recompute_activations;
@@ -111,16 +109,7 @@ void register_train(CLI::App& app) {
   sub->add_option("--eval-split", o.eval_split, "Hold out this fraction of --data for evaluation (e.g. 0.1)");
   sub->add_option("--eval-every", o.eval_every, "Evaluate every N steps (and at the end)")->capture_default_str();
 
-  sub->add_option("--rank", o.adapter.rank, "LoRA rank r")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--alpha", o.adapter.alpha, "lora_alpha (scaling alpha/r, alpha/sqrt(r) with --rslora)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  sub->add_option("--targets", command->targets,
-                  "all-linear, or comma-separated leaf names (q_proj,k_proj,v_proj,o_proj,in_proj_qkv,in_proj_z,"
-                  "in_proj_b,in_proj_a,out_proj,gate_proj,up_proj,down_proj)")
-      ->capture_default_str();
-  sub->add_option("--layers", command->layers, "Layers to adapt, e.g. 0,2,4-7 (default: all)");
-  sub->add_flag("--rslora", o.adapter.use_rslora, "Rank-stabilised scaling alpha/sqrt(r)");
+  add_adapter_shape_options(*sub, o.adapter, command->adapter_shape, /*required=*/false);
   sub->add_option("--init-adapter", o.init_adapter, "Start from this PEFT adapter instead of a new one");
 
   sub->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
